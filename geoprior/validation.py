@@ -1,0 +1,271 @@
+"""Validation of coordinates, dates and species names where user data enters.
+
+Readers call these with ``on_invalid="raise"`` or ``"drop"``; public functions that take
+``lat, lon`` call :func:`check_lat_lon`. The jitted core assumes clean input.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .errors import CoordinateError, DateError, GeopriorError, SpeciesNameError, describe_bad, show
+
+__all__ = ["InvalidRows", "check_lat_lon", "coordinate_problems", "parse_dates"]
+
+ON_INVALID = ("raise", "drop")
+_MIN_YEAR = 1600
+
+
+@dataclass
+class InvalidRows:
+    """What a reader dropped, and why: ``{reason: count}`` plus rows read and kept."""
+
+    rows_read: int = 0
+    rows_kept: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_dropped(self) -> int:
+        return int(sum(self.dropped.values()))
+
+    def add(self, reason: str, count: int) -> None:
+        if count:
+            self.dropped[reason] = self.dropped.get(reason, 0) + int(count)
+
+    def merge(self, other: InvalidRows) -> None:
+        self.rows_read += other.rows_read
+        self.rows_kept += other.rows_kept
+        for k, v in other.dropped.items():
+            self.add(k, v)
+        self.notes.extend(n for n in other.notes if n not in self.notes)
+
+    def summary(self) -> str:
+        if not self.dropped:
+            return f"read {self.rows_read} rows, kept all"
+        reasons = "; ".join(f"{v} {k}" for k, v in sorted(self.dropped.items()))
+        return f"read {self.rows_read} rows, kept {self.rows_kept}, dropped {self.n_dropped}: {reasons}"
+
+
+def check_on_invalid(on_invalid: str) -> None:
+    if on_invalid not in ON_INVALID:
+        raise GeopriorError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
+
+
+def _as_float(values, what: str) -> np.ndarray:
+    try:
+        return np.asarray(pd.to_numeric(pd.Series(np.asarray(values).ravel()), errors="raise"), float)
+    except (ValueError, TypeError):
+        arr = pd.to_numeric(pd.Series(np.asarray(values, dtype=object).ravel()), errors="coerce")
+        raw = np.asarray(values, dtype=object).ravel()
+        bad = arr.isna().to_numpy() & ~pd.isna(raw)
+        raise CoordinateError(describe_bad(what, raw, bad, "are not numbers")) from None
+
+
+def coordinate_problems(
+    lat, lon, *, lon_360: bool = False, offset: int = 0
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], dict[str, str]]:
+    """Find invalid coordinates.
+
+    Returns ``(lat, lon, masks, messages)``: float64 arrays (longitudes in 0..360 already
+    shifted to -180..180 when ``lon_360``), a boolean mask per reason and a message per
+    reason in the standard form. ``offset`` is added to row numbers in messages.
+    """
+    lat = _as_float(lat, "latitudes")
+    lon = _as_float(lon, "longitudes")
+    if lat.shape != lon.shape:
+        raise CoordinateError(f"got {lat.size} latitudes but {lon.size} longitudes")
+    rows = np.arange(lat.size) + offset
+    masks: dict[str, np.ndarray] = {}
+    messages: dict[str, str] = {}
+
+    def note(reason: str, what: str, values: np.ndarray, bad: np.ndarray, expected: str):
+        if bad.any():
+            masks[reason] = bad
+            i = int(np.flatnonzero(bad)[0])
+            messages[reason] = (
+                f"{int(bad.sum())} of {bad.size} {what} {expected}; "
+                f"first: row {rows[i]} = {show(values[i])}"
+            )
+
+    note("missing latitude", "latitudes", lat, np.isnan(lat), "are missing (NaN or empty)")
+    note("missing longitude", "longitudes", lon, np.isnan(lon), "are missing (NaN or empty)")
+    note("infinite latitude", "latitudes", lat, np.isinf(lat), "are infinite")
+    note("infinite longitude", "longitudes", lon, np.isinf(lon), "are infinite")
+    with np.errstate(invalid="ignore"):
+        fin_lat, fin_lon = np.isfinite(lat), np.isfinite(lon)
+        note("latitude out of range", "latitudes", lat, fin_lat & (np.abs(lat) > 90), "outside [-90, 90]")
+        if lon_360:
+            bad = fin_lon & ((lon < 0) | (lon > 360))
+            note("longitude out of range", "longitudes", lon, bad, "outside [0, 360]")
+            lon = np.where(lon > 180, lon - 360, lon)
+        else:
+            bad = fin_lon & (np.abs(lon) > 180)
+            hint = " (for 0..360 longitudes pass lon_360=True)" if (bad & (lon <= 360)).all() else ""
+            note("longitude out of range", "longitudes", lon, bad, "outside [-180, 180]" + hint)
+    return lat, lon, masks, messages
+
+
+def check_lat_lon(lat, lon, *, lon_360: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Validate query coordinates for a public function; raise on any problem.
+
+    Returns float64 1-d arrays (scalars become length-1 arrays).
+
+    >>> check_lat_lon(44.0, -71.3)
+    (array([44.]), array([-71.3]))
+    """
+    lat, lon, _, messages = coordinate_problems(
+        np.atleast_1d(lat), np.atleast_1d(lon), lon_360=lon_360
+    )
+    if messages:
+        raise CoordinateError("; ".join(messages.values()))
+    return lat, lon
+
+
+_ISO = r"^\s*(\d{1,5})(?:[-/](\d{1,2})(?:[-/](\d{1,2}))?)?(?:[T ].*)?\s*$"
+
+
+def parse_dates(values, *, offset: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
+    """Parse dates to ``datetime64[D]`` with ``NaT`` where the date is missing.
+
+    Accepts datetime-like arrays, ISO strings (``2021-06-14``, ``2021-06-14T09:23:00Z``,
+    ``2021-06-14 09:23``, ``2021/06/14``), GBIF intervals (``2010-05-01/2010-05-09``: the
+    middle day), month precision (``2021-06`` → the 15th) and year precision (``2021`` →
+    undated, noted). Returns ``(dates, masks, messages)`` where masks flag unparsable and
+    impossible dates, like :func:`coordinate_problems`.
+    """
+    arr = np.asarray(values)
+    n = arr.size
+    masks: dict[str, np.ndarray] = {}
+    messages: dict[str, str] = {}
+    if np.issubdtype(arr.dtype, np.datetime64):
+        return arr.astype("datetime64[D]").ravel(), masks, messages
+    s = pd.Series(arr.ravel(), dtype=object)
+    if len(s) and s.map(lambda v: isinstance(v, (_dt.date, pd.Timestamp))).any():
+        s = s.map(lambda v: v.isoformat() if isinstance(v, (_dt.date, pd.Timestamp)) else v)
+    missing = s.isna().to_numpy() | s.astype(str).str.strip().isin(["", "NA", "NaN", "nan", "NaT", "None"]).to_numpy()
+    text = s.where(~missing, "").astype(str)
+    interval = text.str.contains(r"\d/\d{4}", regex=True) & text.str.count("/").eq(1)
+    out = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+    if interval.any():  # GBIF eventDate interval: take the middle day
+        parts = text[interval].str.split("/", n=1, expand=True)
+        a, _, _ = parse_dates(parts[0].to_numpy(), offset=offset)
+        b, _, _ = parse_dates(parts[1].to_numpy(), offset=offset)
+        mid = a + (b - a) // 2
+        out[interval.to_numpy()] = mid
+        text = text.where(~interval, "__interval__")
+    m = text.str.extract(_ISO)
+    y = pd.to_numeric(m[0], errors="coerce").to_numpy()
+    mo = pd.to_numeric(m[1], errors="coerce").to_numpy()
+    d = pd.to_numeric(m[2], errors="coerce").to_numpy()
+    todo = ~missing & ~interval.to_numpy()
+    unparsable = todo & np.isnan(y)
+    year_only = todo & ~np.isnan(y) & np.isnan(mo)
+    month_only = todo & ~np.isnan(mo) & np.isnan(d)
+    d = np.where(month_only, 15, d)
+    full = todo & ~np.isnan(y) & ~np.isnan(mo)
+    this_year = _dt.date.today().year
+    with np.errstate(invalid="ignore"):
+        bad_year = full & ((y < _MIN_YEAR) | (y > this_year + 1))
+        bad_month = full & ~bad_year & ((mo < 1) | (mo > 12))
+        ok = full & ~bad_year & ~bad_month
+        month_start = np.zeros(n, dtype="datetime64[D]")
+        month_start[ok] = (
+            (y[ok].astype(int) - 1970) * 12 + (mo[ok].astype(int) - 1)
+        ).astype("datetime64[M]").astype("datetime64[D]")
+        next_month = np.zeros(n, dtype="datetime64[D]")
+        next_month[ok] = ((month_start[ok].astype("datetime64[M]") + 1)).astype("datetime64[D]")
+        days_in_month = (next_month - month_start).astype(int)
+        bad_day = ok & ((d < 1) | (d > days_in_month))
+    good = ok & ~bad_day
+    out[good] = month_start[good] + (d[good].astype(int) - 1)
+    raw = arr.ravel()
+
+    def note(reason: str, bad: np.ndarray, expected: str):
+        if bad.any():
+            masks[reason] = bad
+            i = int(np.flatnonzero(bad)[0])
+            messages[reason] = (
+                f"{int(bad.sum())} of {n} dates {expected}; first: row {i + offset} = {show(raw[i])}"
+            )
+
+    note("unparsable date", unparsable, "could not be parsed (expected YYYY-MM-DD or ISO 8601)")
+    note("impossible date", bad_year | bad_month | bad_day,
+         f"are impossible (year outside {_MIN_YEAR}..{this_year + 1}, month or day out of range)")
+    if year_only.any():
+        messages["year-only date"] = (
+            f"{int(year_only.sum())} of {n} dates give only a year; they are kept as undated"
+        )
+    return out, masks, messages
+
+
+def check_species_names(names, *, offset: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
+    """Strip species names; flag empty or missing ones."""
+    s = pd.Series(np.asarray(names, dtype=object).ravel(), dtype=object)
+    missing = s.isna().to_numpy()
+    text = s.where(~missing, "").astype(str).str.strip().str.replace(r"\s+", " ", regex=True)
+    bad = missing | text.eq("").to_numpy() | text.str.lower().isin(["nan", "na", "none"]).to_numpy()
+    masks, messages = {}, {}
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        masks["empty species name"] = bad
+        messages["empty species name"] = (
+            f"{int(bad.sum())} of {bad.size} species names are empty or missing; "
+            f"first: row {i + offset} = {show(s.iloc[i])}"
+        )
+    return text.to_numpy(dtype=object), masks, messages
+
+
+def resolve(
+    masks: dict[str, np.ndarray],
+    messages: dict[str, str],
+    on_invalid: str,
+    report: InvalidRows,
+    errors: dict[str, type[GeopriorError]],
+    where: str = "",
+) -> np.ndarray | None:
+    """Apply ``on_invalid`` to collected problems: raise the first, or return a keep-mask.
+
+    ``errors`` maps each reason to the error class to raise. Returns ``None`` when nothing
+    is invalid. Notes that are not problems (no mask) are added to the report.
+    """
+    for reason, msg in messages.items():
+        if reason not in masks and msg not in report.notes:
+            report.notes.append(msg)
+    if not masks:
+        return None
+    if on_invalid == "raise":
+        reason = next(iter(masks))
+        prefix = f"{where}: " if where else ""
+        raise errors.get(reason, GeopriorError)(
+            prefix + messages[reason] + " (pass on_invalid='drop' to drop such rows)"
+        )
+    n = next(iter(masks.values())).size
+    drop = np.zeros(n, bool)
+    for reason, mask in masks.items():
+        report.add(reason, int((mask & ~drop).sum()))
+        drop |= mask
+    return ~drop
+
+
+ERROR_FOR_REASON: dict[str, type[GeopriorError]] = {
+    "missing latitude": CoordinateError,
+    "missing longitude": CoordinateError,
+    "infinite latitude": CoordinateError,
+    "infinite longitude": CoordinateError,
+    "latitude out of range": CoordinateError,
+    "longitude out of range": CoordinateError,
+    "unparsable date": DateError,
+    "impossible date": DateError,
+    "empty species name": SpeciesNameError,
+}
+
+
+def warn_dropped(report: InvalidRows, where: str) -> None:
+    if report.dropped:
+        warnings.warn(f"{where}: {report.summary()}", stacklevel=3)
