@@ -1,0 +1,67 @@
+"""The Prior protocol and the validation of ``(lat, lon, date)`` queries every prior shares."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import ClassMismatchError, DateError
+from .validation import check_lat_lon, parse_dates
+
+__all__ = ["Prior", "prepare_query", "species_indices"]
+
+
+@runtime_checkable
+class Prior(Protocol):
+    """Anything that says how likely each species is at a place and date.
+
+    ``predict`` returns an ``(n, S)`` float array of probabilities in [0, 1], columns
+    aligned with ``species``. ``date`` is ``None`` (year-round), one date for every row, or
+    one date per row (``NaT``/``None`` rows are year-round).
+    """
+
+    @property
+    def species(self) -> Sequence[str]: ...
+
+    def predict(self, lat, lon, date=None) -> np.ndarray: ...
+
+
+def prepare_query(lat, lon, date=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Validate a query: returns float64 ``lat, lon`` and ``datetime64[D]`` dates (``NaT``
+    for undated), all of length n. Raises CoordinateError / DateError naming the row.
+
+    >>> prepare_query([44.0], [-71.3], "2021-06-14")[2]
+    array(['2021-06-14'], dtype='datetime64[D]')
+    """
+    lat, lon = check_lat_lon(lat, lon)
+    n = lat.size
+    if date is None:
+        return lat, lon, np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+    d = np.atleast_1d(np.asarray(date, dtype=object if not _is_datetime(date) else None))
+    dates, masks, messages = parse_dates(d)
+    if masks:
+        raise DateError("; ".join(messages[k] for k in masks))
+    if dates.size == 1 and n != 1:
+        dates = np.repeat(dates, n)
+    if dates.size != n:
+        raise ClassMismatchError(f"got {n} locations but {dates.size} dates (give one date or one per row)")
+    return lat, lon, dates
+
+
+def species_indices(names: Sequence[str] | str, species: Sequence[str]) -> np.ndarray:
+    """Column indices of ``names`` in ``species``; unknown names raise with suggestions."""
+    from .errors import unknown_species
+
+    if isinstance(names, str):
+        names = [names]
+    lookup = {s: i for i, s in enumerate(species)}
+    missing = [n for n in names if n not in lookup]
+    if missing:
+        raise unknown_species(missing, list(species))
+    return np.array([lookup[n] for n in names], dtype=np.int64)
+
+
+def _is_datetime(value) -> bool:
+    return np.issubdtype(np.asarray(value).dtype, np.datetime64)
