@@ -1,0 +1,149 @@
+"""The ``geoprior`` command line: one thin function per command.
+
+Data go to stdout; logs and progress bars to stderr. Exit codes: 0 success, 1 a
+:class:`~geoprior.GeopriorError` (one clear line; the traceback with ``-v``), 2 usage errors.
+Outputs are never overwritten without ``--overwrite``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import ConfigError, GeopriorError, OutputExistsError
+
+SAMPLE_PREFIX = "sample:"
+
+
+class _Group(click.Group):
+    """Turns GeopriorError into exit code 1 with one line on stderr."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GeopriorError as e:
+            if ctx.obj and ctx.obj.get("verbose"):
+                raise
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Show tracebacks of errors.")
+@click.version_option(package_name="geoprior")
+@click.pass_context
+def main(ctx, verbose):
+    """geoprior: learned where-and-when species priors, and their fusion with classifiers."""
+    ctx.obj = {"verbose": verbose}
+
+
+def load_observations(source: str, fmt: str = "auto", on_invalid: str = "raise"):
+    """``sample:NAME`` loads an embedded sample; anything else goes to read_observations."""
+    if source.startswith(SAMPLE_PREFIX):
+        from .datasets import load_sample
+
+        return load_sample(source[len(SAMPLE_PREFIX):])
+    from .io import read_observations
+
+    return read_observations(source, format=fmt, on_invalid=on_invalid)
+
+
+def parse_set(pairs: tuple[str, ...]) -> dict:
+    """``key=value`` pairs; values parsed as JSON when they can be (numbers, true, null)."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise click.UsageError(f"--set expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+def check_output(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
+
+
+@main.command()
+@click.argument("observations")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Folder to save the prior in.")
+@click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path),
+              help="JSON file of TrainConfig values.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a config value, e.g. --set steps=2000 --set model.width=512.")
+@click.option("--format", "fmt", default="auto", show_default=True, help="Input format (see docs/data-formats.md).")
+@click.option("--on-invalid", type=click.Choice(["raise", "drop"]), default="raise", show_default=True)
+@click.option("--workdir", type=click.Path(path_type=Path), help="Checkpoint folder (default: OUTPUT.work).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(observations, output, config_file, sets, fmt, on_invalid, workdir, resume, overwrite, quiet):
+    """Train a prior on OBSERVATIONS (a file, or sample:neon_bird for the embedded sample)."""
+    from .train import TrainConfig, train_prior
+
+    check_output(output, overwrite)
+    config = TrainConfig()
+    if config_file:
+        try:
+            config = TrainConfig.from_dict(json.loads(config_file.read_text()))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{config_file} is not valid JSON: {e}") from None
+    if sets:
+        config = config.with_updates(parse_set(sets))
+    obs = load_observations(observations, fmt, on_invalid)
+    click.echo(f"{obs}", err=True)
+    workdir = workdir or output.with_name(output.name + ".work")
+    if not resume and (workdir / "checkpoint.npz").exists():
+        if not overwrite:
+            raise OutputExistsError(f"{workdir} holds a checkpoint; pass --resume to continue it or --overwrite")
+        (workdir / "checkpoint.npz").unlink()
+    prior = train_prior(obs, config, workdir, progress=not quiet, resume=resume)
+    prior.save(output, overwrite=True)
+    click.echo(f"saved {prior} to {output}", err=True)
+
+
+@main.command()
+@click.argument("prior", type=click.Path(exists=True, path_type=Path))
+@click.option("--lat", type=float, required=True, help="Latitude, degrees.")
+@click.option("--lon", type=float, required=True, help="Longitude, degrees.")
+@click.option("--date", default=None, help="YYYY-MM-DD (omit for a year-round prior).")
+@click.option("-k", "k", default=10, show_default=True, help="How many species.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+def predict(prior, lat, lon, date, k, fmt):
+    """The K most likely species at a place (and date)."""
+    from .store import load_prior
+
+    frame = load_prior(prior).top_k(lat, lon, date, k=k).drop(columns="row")
+    if fmt == "csv":
+        click.echo(frame.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(frame.to_json(orient="records"))
+    else:
+        click.echo(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+@main.command()
+@click.argument("prior", type=click.Path(exists=True, path_type=Path))
+@click.option("--match", default=None, help="Only names containing this text (case-insensitive).")
+def species(prior, match):
+    """List the species a prior knows."""
+    from .errors import suggest
+    from .store import load_prior
+
+    names = load_prior(prior).species
+    shown = [n for n in names if match is None or match.lower() in n.lower()]
+    if match is not None and not shown:
+        click.echo(f"no species matches {match!r}.{suggest(match, names)}", err=True)
+        sys.exit(1)
+    click.echo("\n".join(shown))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

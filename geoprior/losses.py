@@ -1,0 +1,66 @@
+"""Presence-only losses (pure JAX).
+
+Presence-only data say where a species *was* seen, never where it was absent. The losses
+below turn that into a learning signal in different ways (Cole et al. 2023, "SINR"):
+
+- ``an_full`` — *assume negative, full*: at an observed place every other species is
+  treated as absent, and at random background places every species is; the observed
+  species' term is up-weighted by ``pos_weight`` to offset the many negatives.
+  Output: per-species presence probabilities ``sigmoid(logit)`` (good for range maps).
+- ``an_ssdl`` — the same with one sampled negative species per row (and the observed
+  species at a background place): cost independent of the number of species.
+- ``maxent`` — the multinomial maximum-entropy model: ``softmax`` over species at the
+  observed place, i.e. p(species | place, an observation was made). Rows sum to 1; this is
+  the distribution a classifier's output is multiplied by in Bayes' rule.
+
+All functions take logits and return a scalar mean loss.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["LOSSES", "an_full", "an_ssdl", "maxent"]
+
+LOSSES = ("an_full", "an_ssdl", "maxent")
+
+
+def an_full(logits_obs, logits_bg, labels, pos_weight):
+    """Assume-negative full loss.
+
+    Args:
+        logits_obs: ``(B, S)`` logits at observed places.
+        logits_bg: ``(B', S)`` logits at background places.
+        labels: ``(B,)`` int species observed.
+        pos_weight: weight of the observed species' positive term.
+    """
+    neg_obs = -jax.nn.log_sigmoid(-logits_obs)  # -log(1 - p)
+    pos = -jax.nn.log_sigmoid(jnp.take_along_axis(logits_obs, labels[:, None], 1))[:, 0]
+    neg_at_label = jnp.take_along_axis(neg_obs, labels[:, None], 1)[:, 0]
+    s = logits_obs.shape[1]
+    per_obs = (neg_obs.sum(1) - neg_at_label + pos_weight * pos) / s
+    per_bg = (-jax.nn.log_sigmoid(-logits_bg)).mean(1)
+    return per_obs.mean() + per_bg.mean()
+
+
+def an_ssdl(pos_logit, neg_logit, bg_logit, pos_weight):
+    """Assume-negative loss with one sampled negative species ("SSDL").
+
+    Args:
+        pos_logit: ``(B,)`` logit of the observed species at its place.
+        neg_logit: ``(B,)`` logit of a random other species at that place.
+        bg_logit: ``(B,)`` logit of the observed species at a background place.
+        pos_weight: weight of the positive term.
+    """
+    return jnp.mean(
+        -pos_weight * jax.nn.log_sigmoid(pos_logit)
+        - jax.nn.log_sigmoid(-neg_logit)
+        - jax.nn.log_sigmoid(-bg_logit)
+    )
+
+
+def maxent(logits_obs, labels):
+    """Multinomial maximum-entropy (softmax cross-entropy) loss over species."""
+    logp = jax.nn.log_softmax(logits_obs, axis=-1)
+    return -jnp.take_along_axis(logp, labels[:, None], 1).mean()

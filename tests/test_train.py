@@ -1,0 +1,120 @@
+import jax
+import numpy as np
+import pytest
+from conftest import REGIONS, small_config
+
+from geoprior import ConfigError, OutputExistsError, TrainConfig, train_prior
+from geoprior.train import _epoch_order, resolve_config
+
+
+def test_smoke_ranks_right_species_in_each_region(trained_prior):
+    for name, (lat, lon) in REGIONS.items():
+        top = trained_prior.top_k(lat, lon, k=1)
+        if name == "Europaea gamma":  # shares its place with the seasonal species
+            top = trained_prior.top_k(lat, lon, k=3)
+        assert name in set(top["species"]), (name, top)
+    # the region's own species is far more likely there than at the other regions
+    probs = trained_prior.predict([c[0] for c in REGIONS.values()], [c[1] for c in REGIONS.values()])
+    cols = [trained_prior.species.index(n) for n in REGIONS]
+    block = probs[:, cols]
+    assert (np.argmax(block, axis=0) == np.arange(3)).all()
+
+
+def test_date_input_learns_seasons(trained_prior):
+    summer = trained_prior.species.index("Aestiva summer")
+    winter = trained_prior.species.index("Hiemalis winter")
+    july = trained_prior.predict(48.0, 10.0, "2021-07-15")[0]
+    january = trained_prior.predict(48.0, 10.0, "2021-01-15")[0]
+    assert july[summer] > january[summer]
+    assert january[winter] > july[winter]
+    year_round = trained_prior.predict(48.0, 10.0)[0]
+    assert np.isfinite(year_round).all()
+
+
+def test_same_seed_same_weights(synthetic_obs):
+    cfg = small_config(steps=30)
+    a = train_prior(synthetic_obs, cfg, progress=False)
+    b = train_prior(synthetic_obs, cfg, progress=False)
+    for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_resume_equals_uninterrupted(synthetic_obs, tmp_path, monkeypatch):
+    import geoprior.train as tr
+
+    cfg = small_config(steps=60, checkpoint_every=20)
+    full = train_prior(synthetic_obs, cfg, tmp_path / "full", progress=False)
+    original = tr._BatchPlan.indices
+
+    def interrupt_at_50(self, step):  # dies between checkpoints (last one at step 40)
+        if step == 50:
+            raise KeyboardInterrupt
+        return original(self, step)
+
+    monkeypatch.setattr(tr._BatchPlan, "indices", interrupt_at_50)
+    with pytest.raises(KeyboardInterrupt):
+        train_prior(synthetic_obs, cfg, tmp_path / "inter", progress=False)
+    monkeypatch.setattr(tr._BatchPlan, "indices", original)
+    resumed = train_prior(synthetic_obs, cfg, tmp_path / "inter", progress=False, resume=True)
+    for x, y in zip(jax.tree_util.tree_leaves(full.params), jax.tree_util.tree_leaves(resumed.params)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    np.testing.assert_array_equal(full.loss_curve, resumed.loss_curve)
+
+
+def test_existing_checkpoint_needs_resume(synthetic_obs, tmp_path):
+    cfg = small_config(steps=10, checkpoint_every=5)
+    train_prior(synthetic_obs, cfg, tmp_path, progress=False)
+    with pytest.raises(OutputExistsError, match="resume"):
+        train_prior(synthetic_obs, cfg, tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="other data or another config"):
+        train_prior(synthetic_obs, small_config(steps=11), tmp_path, progress=False, resume=True)
+
+
+@pytest.mark.parametrize("loss", ["an_ssdl", "maxent"])
+def test_other_losses_train_and_rank(synthetic_obs, loss):
+    prior = train_prior(synthetic_obs, small_config(loss=loss, steps=250), progress=False)
+    lat, lon = REGIONS["Australis beta"]
+    assert prior.top_k(lat, lon, k=1)["species"].iloc[0] == "Australis beta"
+    p = prior.predict([lat], [lon])
+    assert ((p >= 0) & (p <= 1)).all()
+    if loss == "maxent":
+        np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-4)
+
+
+@pytest.mark.parametrize("background", ["uniform", "land", "target", "extent"])
+def test_backgrounds(synthetic_obs, background):
+    prior = train_prior(synthetic_obs, small_config(background=background, steps=20), progress=False)
+    assert prior.header["resolved"]["background"] == background
+
+
+def test_class_balanced_cap():
+    species = np.array([0] * 100 + [1] * 5)
+    order = _epoch_order(species, 2, cap=10, seed=0, epoch=0)
+    counts = np.bincount(species[order], minlength=2)
+    assert counts.tolist() == [10, 5]
+    assert not np.array_equal(order, _epoch_order(species, 2, cap=10, seed=0, epoch=1))
+
+
+def test_auto_config_adapts_to_extent(synthetic_obs):
+    rng = np.random.default_rng(0)
+    from geoprior import Observations
+
+    regional = Observations.from_arrays(45 + rng.uniform(0, 0.5, 2000), 7 + rng.uniform(0, 0.5, 2000),
+                                        rng.choice(["a", "b"], 2000))
+    r_global = resolve_config(TrainConfig(), synthetic_obs)
+    r_local = resolve_config(TrainConfig(), regional)
+    assert r_local.encoder.max_km < r_global.encoder.max_km / 10
+    assert r_local.encoder.min_km < r_global.encoder.min_km
+    assert r_local.batch_size == 128 and r_global.batch_size == 128
+    assert r_local.use_date is False and r_global.use_date is True
+    assert r_local.pos_weight == 2.0
+
+
+def test_config_errors():
+    with pytest.raises(ConfigError, match="loss must be one of"):
+        TrainConfig(loss="hinge")
+    with pytest.raises(ConfigError, match="unknown config key"):
+        TrainConfig().with_updates({"stepz": 3})
+    assert TrainConfig().with_updates({"model.width": 64, "steps": 5}).model.width == 64
+    with pytest.raises(ConfigError, match="batch_size"):
+        TrainConfig(batch_size=-3)
