@@ -45,7 +45,9 @@ def main(argv: list[str]) -> None:
     data = Path(argv[0] if argv else os.environ.get("GEOPRIOR_DATA", "../shared/data"))
     src = data / "naturalearth" / "land-50m.json"
     if not src.exists():
-        sys.exit(f"missing {src}: Natural Earth land via the world-atlas npm package (land-50m.json)")
+        sys.exit(
+            f"missing {src}: Natural Earth land via the world-atlas npm package (land-50m.json)"
+        )
     land = topojson_land(src)
     shapely.prepare(land)
     lats = 90 - RES * (np.arange(round(180 / RES)) + 0.5)

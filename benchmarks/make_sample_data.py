@@ -39,7 +39,9 @@ def main(argv: list[str]) -> None:
         ).drop_duplicates()
         out = out.sort_values(["date", "plot", "species"])
         out.to_csv(OUT / f"neon_{taxon}.csv.gz", index=False)
-        print(f"{taxon}: {len(out)} rows, {out.species.nunique()} species -> {OUT / f'neon_{taxon}.csv.gz'}")
+        print(
+            f"{taxon}: {len(out)} rows, {out.species.nunique()} species -> {OUT / f'neon_{taxon}.csv.gz'}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
 """geoprior: learned where-and-when species priors, and their fusion with classifiers."""
 
 from . import errors
+from .adapters import BirdNETPrior
+from .baselines import CountGridPrior, FrequencyPrior, NearestNeighborPrior, UniformPrior
+from .datasets import load_sample
+from .encoding import EncoderSpec
 from .errors import (
     ClassMismatchError,
     ConfigError,
@@ -11,14 +15,26 @@ from .errors import (
     FormatError,
     GeopriorError,
     MissingDependencyError,
+    MissingFileError,
     NonFiniteError,
     OutputExistsError,
     PriorFileError,
     SpeciesNameError,
     UnknownSpeciesError,
 )
-from .datasets import load_sample
-from .encoding import EncoderSpec
+from .fusion import (
+    Alignment,
+    FusionParams,
+    FusionResult,
+    RerankResult,
+    align_classes,
+    fit_fusion,
+    fuse,
+    fuse_with_flags,
+    rerank,
+)
+from .io import detect_format, read_observations
+from .io_logits import read_logits
 from .land import is_land
 from .model import ModelConfig
 from .observations import Observations
@@ -33,6 +49,8 @@ __all__ = [
     "__version__",
     "errors",
     "Observations",
+    "read_observations",
+    "detect_format",
     "load_sample",
     "EncoderSpec",
     "ModelConfig",
@@ -42,6 +60,21 @@ __all__ = [
     "Prior",
     "load_prior",
     "is_land",
+    "UniformPrior",
+    "FrequencyPrior",
+    "CountGridPrior",
+    "NearestNeighborPrior",
+    "BirdNETPrior",
+    "fuse",
+    "fuse_with_flags",
+    "align_classes",
+    "rerank",
+    "fit_fusion",
+    "read_logits",
+    "Alignment",
+    "FusionParams",
+    "FusionResult",
+    "RerankResult",
     "GeopriorError",
     "ClassMismatchError",
     "ConfigError",
@@ -50,6 +83,7 @@ __all__ = [
     "EmptyDataError",
     "FileEncodingError",
     "FormatError",
+    "MissingFileError",
     "MissingDependencyError",
     "NonFiniteError",
     "OutputExistsError",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from .errors import ConfigError, GeopriorError, OutputExistsError
+from .errors import ClassMismatchError, ConfigError, FormatError, GeopriorError, OutputExistsError
 
 SAMPLE_PREFIX = "sample:"
 
@@ -45,7 +45,7 @@ def load_observations(source: str, fmt: str = "auto", on_invalid: str = "raise")
     if source.startswith(SAMPLE_PREFIX):
         from .datasets import load_sample
 
-        return load_sample(source[len(SAMPLE_PREFIX):])
+        return load_sample(source[len(SAMPLE_PREFIX) :])
     from .io import read_observations
 
     return read_observations(source, format=fmt, on_invalid=on_invalid)
@@ -73,18 +73,45 @@ def check_output(path: Path, overwrite: bool) -> None:
 
 @main.command()
 @click.argument("observations")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Folder to save the prior in.")
-@click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path),
-              help="JSON file of TrainConfig values.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override a config value, e.g. --set steps=2000 --set model.width=512.")
-@click.option("--format", "fmt", default="auto", show_default=True, help="Input format (see docs/data-formats.md).")
-@click.option("--on-invalid", type=click.Choice(["raise", "drop"]), default="raise", show_default=True)
-@click.option("--workdir", type=click.Path(path_type=Path), help="Checkpoint folder (default: OUTPUT.work).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder to save the prior in.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, path_type=Path),
+    help="JSON file of TrainConfig values.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set steps=2000 --set model.width=512.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    default="auto",
+    show_default=True,
+    help="Input format (see docs/data-formats.md).",
+)
+@click.option(
+    "--on-invalid", type=click.Choice(["raise", "drop"]), default="raise", show_default=True
+)
+@click.option(
+    "--workdir", type=click.Path(path_type=Path), help="Checkpoint folder (default: OUTPUT.work)."
+)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(observations, output, config_file, sets, fmt, on_invalid, workdir, resume, overwrite, quiet):
+def train(
+    observations, output, config_file, sets, fmt, on_invalid, workdir, resume, overwrite, quiet
+):
     """Train a prior on OBSERVATIONS (a file, or sample:neon_bird for the embedded sample)."""
     from .train import TrainConfig, train_prior
 
@@ -102,7 +129,9 @@ def train(observations, output, config_file, sets, fmt, on_invalid, workdir, res
     workdir = workdir or output.with_name(output.name + ".work")
     if not resume and (workdir / "checkpoint.npz").exists():
         if not overwrite:
-            raise OutputExistsError(f"{workdir} holds a checkpoint; pass --resume to continue it or --overwrite")
+            raise OutputExistsError(
+                f"{workdir} holds a checkpoint; pass --resume to continue it or --overwrite"
+            )
         (workdir / "checkpoint.npz").unlink()
     prior = train_prior(obs, config, workdir, progress=not quiet, resume=resume)
     prior.save(output, overwrite=True)
@@ -115,7 +144,13 @@ def train(observations, output, config_file, sets, fmt, on_invalid, workdir, res
 @click.option("--lon", type=float, required=True, help="Longitude, degrees.")
 @click.option("--date", default=None, help="YYYY-MM-DD (omit for a year-round prior).")
 @click.option("-k", "k", default=10, show_default=True, help="How many species.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
 def predict(prior, lat, lon, date, k, fmt):
     """The K most likely species at a place (and date)."""
     from .store import load_prior
@@ -143,6 +178,122 @@ def species(prior, match):
         click.echo(f"no species matches {match!r}.{suggest(match, names)}", err=True)
         sys.exit(1)
     click.echo("\n".join(shown))
+
+
+@main.command()
+@click.argument("prior", type=click.Path(exists=True, path_type=Path))
+@click.argument("logits", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--classes",
+    "classes_file",
+    type=click.Path(exists=True, path_type=Path),
+    help="Text file, one class name per line in logit order (default: from LOGITS).",
+)
+@click.option(
+    "--points",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="CSV with latitude, longitude (and date) per logits row; empty = no location.",
+)
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output CSV.")
+@click.option("-k", "k", default=5, show_default=True, help="Predictions kept per row.")
+@click.option(
+    "--mode",
+    type=click.Choice(["product", "floor", "filter", "none"]),
+    default=None,
+    help="Fusion mode (default: from --params, else product).",
+)
+@click.option("--weight", type=float, default=None, help="Prior exponent.")
+@click.option("--floor", type=float, default=None, help="Prior floor for --mode floor.")
+@click.option("--threshold", type=float, default=None, help="Prior threshold for --mode filter.")
+@click.option("--temperature", type=float, default=None, help="Classifier temperature.")
+@click.option(
+    "--params",
+    "params_file",
+    type=click.Path(exists=True, path_type=Path),
+    help="Fusion parameters fitted by fit_fusion (JSON).",
+)
+@click.option(
+    "--missing",
+    type=click.Choice(["raise", "neutral"]),
+    default="raise",
+    show_default=True,
+    help="Classes the prior does not know: fail, or give them a neutral prior.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
+def rerank(
+    prior,
+    logits,
+    classes_file,
+    points,
+    output,
+    k,
+    mode,
+    weight,
+    floor,
+    threshold,
+    temperature,
+    params_file,
+    missing,
+    overwrite,
+):
+    """Rerank a classifier's LOGITS (.npy, .npz or .csv) with PRIOR at each row's place."""
+    import pandas as pd
+
+    from .fusion import FusionParams
+    from .fusion import rerank as rerank_rows
+    from .io_logits import read_logits
+    from .store import load_prior
+
+    check_output(output, overwrite)
+    values, names = read_logits(logits)
+    if classes_file is not None:
+        names = tuple(
+            line.strip()
+            for line in classes_file.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        )
+    if names is None:
+        raise click.UsageError(f"{logits} has no class names; pass --classes CLASSES.txt")
+    table = pd.read_csv(points)
+    lower = {c.lower(): c for c in table.columns}
+    lat_col = next((lower[c] for c in ("latitude", "lat") if c in lower), None)
+    lon_col = next((lower[c] for c in ("longitude", "lon", "lng") if c in lower), None)
+    if lat_col is None or lon_col is None:
+        raise FormatError(
+            f"{points} needs latitude and longitude columns; found {list(table.columns)}"
+        )
+    if len(table) != values.shape[0]:
+        raise ClassMismatchError(
+            f"{points} has {len(table)} rows but {logits} has {values.shape[0]}"
+        )
+    date = table[lower["date"]].to_numpy(dtype=object) if "date" in lower else None
+    fusion = {
+        key: value
+        for key, value in dict(
+            mode=mode, weight=weight, floor=floor, threshold=threshold, temperature=temperature
+        ).items()
+        if value is not None
+    }
+    params = FusionParams.load(params_file) if params_file else None
+    result = rerank_rows(
+        values,
+        names,
+        load_prior(prior),
+        table[lat_col].to_numpy(float),
+        table[lon_col].to_numpy(float),
+        date,
+        k=k,
+        params=params,
+        missing=missing,
+        **fusion,
+    )
+    frame = result.to_frame()
+    frame.to_csv(output, index=False)
+    click.echo(
+        f"{int(result.changed.sum())} of {len(result)} top-1 predictions changed; wrote {output}",
+        err=True,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

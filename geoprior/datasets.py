@@ -28,7 +28,9 @@ def sample_path(name: str = "neon_bird"):
     """Path of an embedded sample file (a gzipped CSV with columns
     ``site, plot, date, species, latitude, longitude``)."""
     if name not in SAMPLES:
-        raise ConfigError(f"no sample named {name!r}; samples: {', '.join(SAMPLES)}." + suggest(name, SAMPLES))
+        raise ConfigError(
+            f"no sample named {name!r}; samples: {', '.join(SAMPLES)}." + suggest(name, SAMPLES)
+        )
     return resources.files("geoprior") / "data" / f"{name}.csv.gz"
 
 
@@ -43,6 +45,10 @@ def load_sample(name: str = "neon_bird") -> Observations:
     with resources.as_file(sample_path(name)) as path:
         df = pd.read_csv(path, dtype={"site": str, "plot": str, "date": str, "species": str})
     return Observations.from_arrays(
-        df["latitude"].to_numpy(), df["longitude"].to_numpy(), df["species"].to_numpy(),
-        date=df["date"].to_numpy(), site=df["plot"].to_numpy(), where=f"sample {name!r}",
+        df["latitude"].to_numpy(),
+        df["longitude"].to_numpy(),
+        df["species"].to_numpy(),
+        date=df["date"].to_numpy(),
+        site=df["plot"].to_numpy(),
+        where=f"sample {name!r}",
     )

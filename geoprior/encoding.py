@@ -1,9 +1,10 @@
 """Location and date encoders: pure JAX functions of degrees.
 
 Every location encoder maps ``lat, lon`` (degrees, shape ``(n,)``) to features ``(n, d)``
-that are continuous on the sphere: across the antimeridian and at the poles.
+that are continuous across the antimeridian and (all but ``wrap``) at the poles.
 
-- :func:`wrap`: sin/cos of ``lon/180`` and ``lat/90`` (Mac Aodha et al. 2019).
+- :func:`wrap`: sin/cos of ``lon/180`` and ``lat/90`` (Mac Aodha et al. 2019); the one
+  encoder here that is not a single point at the poles (kept for comparison).
 - :func:`xyz`: the point on the unit sphere.
 - :func:`spherical_harmonics`: real spherical harmonics up to degree ``L`` (stable
   normalised recurrences; finite at the poles for ``L`` in the hundreds).
@@ -58,7 +59,13 @@ def wrap(lat, lon):
     """
     lat, lon = jnp.asarray(lat, jnp.float32), jnp.asarray(lon, jnp.float32)
     return jnp.stack(
-        [jnp.sin(lon * _DEG), jnp.cos(lon * _DEG), jnp.sin(2 * lat * _DEG), jnp.cos(2 * lat * _DEG)], -1
+        [
+            jnp.sin(lon * _DEG),
+            jnp.cos(lon * _DEG),
+            jnp.sin(2 * lat * _DEG),
+            jnp.cos(2 * lat * _DEG),
+        ],
+        -1,
     )
 
 
@@ -105,8 +112,12 @@ def spherical_harmonics(lat, lon, degree: int):
             b = np.sqrt((2 * l + 1) * (l + m - 1) * (l - m - 1) / ((l - m) * (l + m) * (2 * l - 3)))
         a = np.where(m < l - 1, a, 0.0)
         b = np.where(m < l - 1, b, 0.0)
-        general = jnp.asarray(a, jnp.float32) * x[:, None] * prev1 - jnp.asarray(b, jnp.float32) * prev2
-        first_off = jnp.asarray(np.sqrt(2 * m + 3), jnp.float32)[None, :] * x[:, None] * p_mm  # P_{m+1}^m
+        general = (
+            jnp.asarray(a, jnp.float32) * x[:, None] * prev1 - jnp.asarray(b, jnp.float32) * prev2
+        )
+        first_off = (
+            jnp.asarray(np.sqrt(2 * m + 3), jnp.float32)[None, :] * x[:, None] * p_mm
+        )  # P_{m+1}^m
         cur = jnp.where(m[None, :] == l, p_mm, jnp.where(m[None, :] == l - 1, first_off, general))
         cur = jnp.where(m[None, :] > l, 0.0, cur)
         rows.append(cur[:, : l + 1])
@@ -200,9 +211,13 @@ class EncoderSpec:
         if self.kind not in KINDS:
             raise ConfigError(f"encoder kind must be one of {KINDS}, got {self.kind!r}")
         if not 0 < self.min_km <= self.max_km:
-            raise ConfigError(f"encoder needs 0 < min_km <= max_km, got {self.min_km}, {self.max_km}")
+            raise ConfigError(
+                f"encoder needs 0 < min_km <= max_km, got {self.min_km}, {self.max_km}"
+            )
         if self.n_features < 1 or self.degree < 0:
-            raise ConfigError(f"encoder needs n_features >= 1 and degree >= 0, got {self.n_features}, {self.degree}")
+            raise ConfigError(
+                f"encoder needs n_features >= 1 and degree >= 0, got {self.n_features}, {self.degree}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -232,7 +247,9 @@ def encode_location(spec: EncoderSpec, lat, lon, frequencies=None):
     if spec.kind == "spherical_harmonics":
         return spherical_harmonics(lat, lon, spec.degree)
     if spec.kind == "sinusoidal":
-        return sinusoidal(lat, lon, min_km=spec.min_km, max_km=spec.max_km, n_scales=spec.n_features)
+        return sinusoidal(
+            lat, lon, min_km=spec.min_km, max_km=spec.max_km, n_scales=spec.n_features
+        )
     return fourier(lat, lon, spec.frequencies() if frequencies is None else frequencies)
 
 
@@ -244,7 +261,9 @@ def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
-def place_scales_km(lat: np.ndarray, lon: np.ndarray, *, max_places: int = 4000, seed: int = 0) -> tuple[float, float]:
+def place_scales_km(
+    lat: np.ndarray, lon: np.ndarray, *, max_places: int = 4000, seed: int = 0
+) -> tuple[float, float]:
     """``(spacing, extent)`` of a set of places, in km.
 
     ``spacing`` is the median distance from each distinct place to its nearest other
@@ -268,7 +287,9 @@ def place_scales_km(lat: np.ndarray, lon: np.ndarray, *, max_places: int = 4000,
     return float(np.median(nearest)), float(np.max(pair_q))
 
 
-def encoder_spec_for(lat: np.ndarray, lon: np.ndarray, kind: str = "fourier", n_features: int = 256) -> EncoderSpec:
+def encoder_spec_for(
+    lat: np.ndarray, lon: np.ndarray, kind: str = "fourier", n_features: int = 256
+) -> EncoderSpec:
     """Choose encoder scales from the training places.
 
     The finest wavelength is twice the median spacing between neighbouring distinct places
@@ -283,7 +304,9 @@ def encoder_spec_for(lat: np.ndarray, lon: np.ndarray, kind: str = "fourier", n_
     min_km = float(np.clip(2 * spacing, max(1.0, max_km / 1000), max_km / 2))
     if kind == "sinusoidal":
         n_features = int(np.clip(math.ceil(math.log2(max_km / min_km)) + 1, 2, 32))
-    return EncoderSpec(kind=kind, min_km=round(min_km, 3), max_km=round(max_km, 3), n_features=n_features)
+    return EncoderSpec(
+        kind=kind, min_km=round(min_km, 3), max_km=round(max_km, 3), n_features=n_features
+    )
 
 
 def encode_inputs(spec: EncoderSpec, frequencies, lat, lon, day_of_year=None, covariates=None):

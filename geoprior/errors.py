@@ -21,6 +21,7 @@ __all__ = [
     "SpeciesNameError",
     "UnknownSpeciesError",
     "FormatError",
+    "MissingFileError",
     "FileEncodingError",
     "NonFiniteError",
     "ClassMismatchError",
@@ -53,6 +54,10 @@ class UnknownSpeciesError(GeopriorError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the whole message
         return str(self.args[0]) if self.args else ""
+
+
+class MissingFileError(GeopriorError, FileNotFoundError):
+    """An input file that does not exist."""
 
 
 class FormatError(GeopriorError, ValueError):

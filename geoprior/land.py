@@ -44,7 +44,9 @@ def is_land(lat, lon) -> np.ndarray:
     return mask[r, c]
 
 
-def land_cells(west: float = -180.0, south: float = -90.0, east: float = 180.0, north: float = 90.0):
+def land_cells(
+    west: float = -180.0, south: float = -90.0, east: float = 180.0, north: float = 90.0
+):
     """Land cells inside a box: ``(south_edges, west_edges, res, weights)``.
 
     ``weights`` are proportional to cell area (cos latitude) and sum to 1; a box with

@@ -14,7 +14,7 @@ import h3
 import numpy as np
 import pandas as pd
 
-from .errors import ClassMismatchError, ConfigError, EmptyDataError, unknown_species
+from .errors import ClassMismatchError, ConfigError, EmptyDataError, NonFiniteError, unknown_species
 from .validation import (
     ERROR_FOR_REASON,
     InvalidRows,
@@ -97,7 +97,9 @@ class Observations:
         """
         check_on_invalid(on_invalid)
         report = report if report is not None else InvalidRows()
-        lat_a, lon_a, masks, messages = coordinate_problems(lat, lon, lon_360=lon_360, offset=row_offset)
+        lat_a, lon_a, masks, messages = coordinate_problems(
+            lat, lon, lon_360=lon_360, offset=row_offset
+        )
         n = lat_a.size
         sp = np.asarray(species).ravel()
         if sp.size != n:
@@ -121,7 +123,9 @@ class Observations:
             if cov.ndim == 1:
                 cov = cov[:, None]
             if cov.shape[0] != n:
-                raise ClassMismatchError(f"{where}: got {n} coordinates but {cov.shape[0]} covariate rows")
+                raise ClassMismatchError(
+                    f"{where}: got {n} coordinates but {cov.shape[0]} covariate rows"
+                )
             bad = ~np.isfinite(cov).all(axis=1)
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
@@ -130,8 +134,10 @@ class Observations:
                     f"{int(bad.sum())} of {n} rows have missing or non-finite covariates; "
                     f"first: row {i + row_offset} = {cov[i].tolist()!r}"
                 )
-            names = tuple(covariate_names) if covariate_names is not None else tuple(
-                f"cov{i}" for i in range(cov.shape[1])
+            names = (
+                tuple(covariate_names)
+                if covariate_names is not None
+                else tuple(f"cov{i}" for i in range(cov.shape[1]))
             )
             if len(names) != cov.shape[1]:
                 raise ClassMismatchError(
@@ -141,7 +147,7 @@ class Observations:
         if site_a is not None and site_a.size != n:
             raise ClassMismatchError(f"{where}: got {n} coordinates but {site_a.size} site ids")
         report.rows_read += n
-        errors = dict(ERROR_FOR_REASON, **{"non-finite covariate": ERROR_FOR_REASON["missing latitude"]})
+        errors = dict(ERROR_FOR_REASON, **{"non-finite covariate": NonFiniteError})
         keep = resolve(masks, messages, on_invalid, report, errors, where=where)
         if keep is not None:
             lat_a, lon_a, dates, sp = lat_a[keep], lon_a[keep], dates[keep], sp[keep]
@@ -156,7 +162,7 @@ class Observations:
                 i = int(np.flatnonzero(bad)[0])
                 raise ClassMismatchError(
                     f"{where}: {int(bad.sum())} species indices outside [0, {len(vocab)}); "
-                    f"first: row {i} = {sp[i]}"
+                    f"first: row {i + row_offset} = {sp[i]}"
                 )
             index = sp.astype(np.int32)
         else:
@@ -189,7 +195,9 @@ class Observations:
         parts = [p.with_vocabulary(vocab) for p in parts]
         cov_names = {p.covariate_names for p in parts}
         if len(cov_names) > 1:
-            raise ClassMismatchError(f"cannot concat observations with different covariates: {cov_names}")
+            raise ClassMismatchError(
+                f"cannot concat observations with different covariates: {cov_names}"
+            )
         report = InvalidRows()
         for p in parts:
             report.merge(p.report)
@@ -200,7 +208,9 @@ class Observations:
             date=np.concatenate([p.date for p in parts]),
             species_index=np.concatenate([p.species_index for p in parts]).astype(np.int32),
             species=vocab,
-            covariates=None if parts[0].covariates is None else np.concatenate([p.covariates for p in parts]),
+            covariates=None
+            if parts[0].covariates is None
+            else np.concatenate([p.covariates for p in parts]),
             covariate_names=parts[0].covariate_names,
             site=np.concatenate([p.site for p in parts]) if all(has_site) else None,
             report=report,
@@ -269,13 +279,22 @@ class Observations:
             west, east = float(shifted.min()), float(shifted.max())
             west = west - 360 if west > 180 else west
             east = east - 360 if east > 180 else east
-        return {"west": west, "south": float(self.lat.min()), "east": east, "north": float(self.lat.max())}
+        return {
+            "west": west,
+            "south": float(self.lat.min()),
+            "east": east,
+            "north": float(self.lat.max()),
+        }
 
     def to_frame(self) -> pd.DataFrame:
         """A pandas DataFrame with one row per observation."""
         df = pd.DataFrame(
-            {"latitude": self.lat, "longitude": self.lon, "date": self.date.astype("datetime64[s]"),
-             "species": self.species_names}
+            {
+                "latitude": self.lat,
+                "longitude": self.lon,
+                "date": self.date.astype("datetime64[s]"),
+                "species": self.species_names,
+            }
         )
         if self.site is not None:
             df["site"] = self.site
@@ -307,13 +326,17 @@ class Observations:
         return replace(self, species_index=index, species=species)
 
     # ------------------------------------------------------------------ splits
-    def split_random(self, test_fraction: float = 0.2, *, seed: int = 0) -> tuple[Observations, Observations]:
+    def split_random(
+        self, test_fraction: float = 0.2, *, seed: int = 0
+    ) -> tuple[Observations, Observations]:
         """Random rows to test. Returns ``(train, test)``."""
         _check_fraction(test_fraction)
         test = np.random.default_rng(seed).random(len(self)) < test_fraction
         return self._split(test, "random")
 
-    def split_by_year(self, test_years: Sequence[int] | int, *, undated: str = "train") -> tuple[Observations, Observations]:
+    def split_by_year(
+        self, test_years: Sequence[int] | int, *, undated: str = "train"
+    ) -> tuple[Observations, Observations]:
         """Rows of ``test_years`` to test. Undated rows go to train (``undated="train"``)
         or are dropped from both (``undated="drop"``)."""
         years = np.atleast_1d(np.asarray(test_years, dtype=float))
@@ -339,7 +362,9 @@ class Observations:
         test_cells = rng.random(uniq.size) < test_fraction
         return self._split(test_cells[inverse], f"spatial blocks at H3 res {res}")
 
-    def split_by_site(self, test_fraction: float = 0.2, *, seed: int = 0) -> tuple[Observations, Observations]:
+    def split_by_site(
+        self, test_fraction: float = 0.2, *, seed: int = 0
+    ) -> tuple[Observations, Observations]:
         """Hold out whole sites (the ``site`` column)."""
         _check_fraction(test_fraction)
         if self.site is None:
@@ -352,7 +377,9 @@ class Observations:
         """H3 cell id (string) of every row at resolution ``res``."""
         if not 0 <= res <= 15:
             raise ConfigError(f"H3 resolution must be in 0..15, got {res}")
-        return np.array([h3.latlng_to_cell(a, b, res) for a, b in zip(self.lat, self.lon)], dtype=object)
+        return np.array(
+            [h3.latlng_to_cell(a, b, res) for a, b in zip(self.lat, self.lon)], dtype=object
+        )
 
     def _split(self, test: np.ndarray, how: str) -> tuple[Observations, Observations]:
         train, test_obs = self[~test], self[test]

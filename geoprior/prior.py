@@ -23,7 +23,7 @@ from .errors import ClassMismatchError, ConfigError, NonFiniteError
 from .model import GeoNet, ModelConfig
 from .observations import day_of_year
 from .query import Prior, prepare_query, species_indices
-from .store import read_folder, register_kind, save_folder
+from .store import register_kind, save_folder
 
 __all__ = ["GeoPrior", "Prior", "top_k_frame"]
 
@@ -40,8 +40,17 @@ class GeoPrior:
         >>> prior.top_k(44.06, -71.31, "2021-06-14", k=3)  # doctest: +SKIP
     """
 
-    def __init__(self, species: Sequence[str], params, header: dict, *, cov_mean=None, cov_std=None,
-                 loss_curve=None, thresholds=None):
+    def __init__(
+        self,
+        species: Sequence[str],
+        params,
+        header: dict,
+        *,
+        cov_mean=None,
+        cov_std=None,
+        loss_curve=None,
+        thresholds=None,
+    ):
         self._species = tuple(species)
         self.params = params
         self.header = header
@@ -80,8 +89,10 @@ class GeoPrior:
         return self.header["extent"]
 
     def __repr__(self) -> str:
-        return (f"GeoPrior({self.n_species} species, loss={self.loss}, encoder={self.encoder.kind}, "
-                f"date={'yes' if self.uses_date else 'no'}, covariates={len(self.covariate_names)})")
+        return (
+            f"GeoPrior({self.n_species} species, loss={self.loss}, encoder={self.encoder.kind}, "
+            f"date={'yes' if self.uses_date else 'no'}, covariates={len(self.covariate_names)})"
+        )
 
     # --------------------------------------------------------------- predict
     @cached_property
@@ -102,7 +113,9 @@ class GeoPrior:
             return jax.nn.log_softmax(logits, -1)
         return jax.nn.log_sigmoid(logits)
 
-    def log_prob(self, lat, lon, date=None, *, covariates=None, batch_size: int = 8192) -> np.ndarray:
+    def log_prob(
+        self, lat, lon, date=None, *, covariates=None, batch_size: int = 8192
+    ) -> np.ndarray:
         """Log of :meth:`predict` (computed stably)."""
         lat, lon, dates = prepare_query(lat, lon, date)
         cov = self._check_covariates(covariates, lat.size)
@@ -120,7 +133,9 @@ class GeoPrior:
             out[sl] = np.asarray(res)[:n]
         return out
 
-    def predict(self, lat, lon, date=None, *, covariates=None, batch_size: int = 8192) -> np.ndarray:
+    def predict(
+        self, lat, lon, date=None, *, covariates=None, batch_size: int = 8192
+    ) -> np.ndarray:
         """Probabilities ``(n, S)``: of presence (assume-negative losses) or of being the
         species observed (``maxent``: rows sum to 1).
 
@@ -140,7 +155,9 @@ class GeoPrior:
         names = self.covariate_names
         if not names:
             if covariates is not None:
-                raise ClassMismatchError("this prior was trained without covariates; do not pass any")
+                raise ClassMismatchError(
+                    "this prior was trained without covariates; do not pass any"
+                )
             return None
         if covariates is None:
             raise ClassMismatchError(f"this prior needs covariates {list(names)} for every query")
@@ -148,16 +165,28 @@ class GeoPrior:
         if cov.ndim == 1:
             cov = cov[:, None]
         if cov.shape != (n, len(names)):
-            raise ClassMismatchError(f"covariates have shape {cov.shape}, expected ({n}, {len(names)}) "
-                                     f"for columns {list(names)}")
+            raise ClassMismatchError(
+                f"covariates have shape {cov.shape}, expected ({n}, {len(names)}) "
+                f"for columns {list(names)}"
+            )
         bad = ~np.isfinite(cov).all(1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise NonFiniteError(f"{int(bad.sum())} of {n} covariate rows are not finite; first: row {i}")
+            raise NonFiniteError(
+                f"{int(bad.sum())} of {n} covariate rows are not finite; first: row {i}"
+            )
         return ((cov - self.cov_mean) / self.cov_std).astype(np.float32)
 
-    def top_k(self, lat, lon, date=None, k: int = 10, *, species: Sequence[str] | None = None,
-              covariates=None) -> pd.DataFrame:
+    def top_k(
+        self,
+        lat,
+        lon,
+        date=None,
+        k: int = 10,
+        *,
+        species: Sequence[str] | None = None,
+        covariates=None,
+    ) -> pd.DataFrame:
         """The ``k`` most likely species at each place: a DataFrame with columns
         ``row, rank, species, prob`` (``rank`` 1 is the most likely).
 
@@ -174,8 +203,10 @@ class GeoPrior:
     # --------------------------------------------------------------- save / load
     def save(self, path: str | os.PathLike, *, overwrite: bool = True):
         """Save as ``path/prior.json`` + ``path/arrays.npz`` (atomic)."""
-        arrays = {f"params/{k}": np.asarray(v) for k, v in
-                  traverse_util.flatten_dict(jax.device_get(self.params), sep="/").items()}
+        arrays = {
+            f"params/{k}": np.asarray(v)
+            for k, v in traverse_util.flatten_dict(jax.device_get(self.params), sep="/").items()
+        }
         for name in ("cov_mean", "cov_std", "loss_curve", "thresholds"):
             value = getattr(self, name)
             if value is not None:
@@ -191,20 +222,29 @@ def top_k_frame(probs: np.ndarray, names: Sequence[str], k: int) -> pd.DataFrame
     k = min(k, probs.shape[1])
     top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     n = probs.shape[0]
-    return pd.DataFrame({
-        "row": np.repeat(np.arange(n), k),
-        "rank": np.tile(np.arange(1, k + 1), n),
-        "species": np.asarray(names, dtype=object)[top.ravel()],
-        "prob": np.take_along_axis(probs, top, 1).ravel(),
-    })
+    return pd.DataFrame(
+        {
+            "row": np.repeat(np.arange(n), k),
+            "rank": np.tile(np.arange(1, k + 1), n),
+            "species": np.asarray(names, dtype=object)[top.ravel()],
+            "prob": np.take_along_axis(probs, top, 1).ravel(),
+        }
+    )
 
 
 @register_kind(_KIND)
 def _load(header: dict, arrays: dict[str, np.ndarray]) -> GeoPrior:
-    flat = {k[len("params/"):]: jnp.asarray(v) for k, v in arrays.items() if k.startswith("params/")}
+    flat = {
+        k[len("params/") :]: jnp.asarray(v) for k, v in arrays.items() if k.startswith("params/")
+    }
     params = traverse_util.unflatten_dict(flat, sep="/")
     species = header.pop("species")
-    return GeoPrior(species, params, header, cov_mean=arrays.get("cov_mean"), cov_std=arrays.get("cov_std"),
-                    loss_curve=arrays.get("loss_curve"), thresholds=arrays.get("thresholds"))
-
-
+    return GeoPrior(
+        species,
+        params,
+        header,
+        cov_mean=arrays.get("cov_mean"),
+        cov_std=arrays.get("cov_std"),
+        loss_curve=arrays.get("loss_curve"),
+        thresholds=arrays.get("thresholds"),
+    )

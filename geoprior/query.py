@@ -46,7 +46,9 @@ def prepare_query(lat, lon, date=None) -> tuple[np.ndarray, np.ndarray, np.ndarr
     if dates.size == 1 and n != 1:
         dates = np.repeat(dates, n)
     if dates.size != n:
-        raise ClassMismatchError(f"got {n} locations but {dates.size} dates (give one date or one per row)")
+        raise ClassMismatchError(
+            f"got {n} locations but {dates.size} dates (give one date or one per row)"
+        )
     return lat, lon, dates
 
 

@@ -46,18 +46,30 @@ def register_kind(kind: str):
 
 
 def save_folder(
-    path: str | os.PathLike, kind: str, header: dict, arrays: dict[str, np.ndarray], *, overwrite: bool = True
+    path: str | os.PathLike,
+    kind: str,
+    header: dict,
+    arrays: dict[str, np.ndarray],
+    *,
+    overwrite: bool = True,
 ) -> Path:
     """Write ``header`` (JSON-serialisable) and ``arrays`` atomically to folder ``path``."""
     from . import __version__
 
     path = Path(path)
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        raise OutputExistsError(
+            f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it"
+        )
     if path.exists() and not (path / HEADER).exists():
         raise OutputExistsError(f"{path} exists and is not a saved prior; refusing to replace it")
-    full = {"format": "geoprior", "format_version": FORMAT_VERSION, "kind": kind,
-            "geoprior_version": __version__, **header}
+    full = {
+        "format": "geoprior",
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "geoprior_version": __version__,
+        **header,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -78,19 +90,23 @@ def save_folder(
     return path
 
 
-def read_folder(path: str | os.PathLike, kind: str | None = None) -> tuple[dict, dict[str, np.ndarray]]:
+def read_folder(
+    path: str | os.PathLike, kind: str | None = None
+) -> tuple[dict, dict[str, np.ndarray]]:
     """Read and check a saved prior's header and arrays."""
     path = Path(path)
     if not (path / HEADER).is_file():
-        raise PriorFileError(f"{path} is not a saved prior: no {HEADER} inside (expected a folder "
-                             f"written by .save())")
+        raise PriorFileError(
+            f"{path} is not a saved prior: no {HEADER} inside (expected a folder "
+            f"written by .save())"
+        )
     try:
         with open(path / HEADER, encoding="utf-8") as f:
             header = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PriorFileError(f"{path / HEADER} is corrupt: {e}") from None
     if not isinstance(header, dict) or header.get("format") != "geoprior":
-        raise PriorFileError(f"{path / HEADER} is not a geoprior header (no \"format\": \"geoprior\")")
+        raise PriorFileError(f'{path / HEADER} is not a geoprior header (no "format": "geoprior")')
     version = header.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise PriorFileError(
@@ -119,7 +135,9 @@ def load_prior(path: str | os.PathLike):
     kind = header.get("kind")
     _import_kinds()
     if kind not in _LOADERS:
-        raise PriorFileError(f"{path} holds an unknown kind of prior {kind!r}; known: {sorted(_LOADERS)}")
+        raise PriorFileError(
+            f"{path} holds an unknown kind of prior {kind!r}; known: {sorted(_LOADERS)}"
+        )
     try:
         return _LOADERS[kind](header, arrays)
     except (KeyError, TypeError, ValueError) as e:

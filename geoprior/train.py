@@ -174,7 +174,9 @@ def resolve_config(config: TrainConfig, obs: Observations) -> Resolved:
         enc = config.encoder
     else:
         enc = encoder_spec_for(obs.lat, obs.lon, kind=config.encoder, n_features=config.n_features)
-    use_date = bool(obs.has_date.mean() >= 0.5) if config.use_date == "auto" else bool(config.use_date)
+    use_date = (
+        bool(obs.has_date.mean() >= 0.5) if config.use_date == "auto" else bool(config.use_date)
+    )
     if use_date and not obs.has_date.any():
         raise ConfigError("use_date=True but no observation has a date")
     batch = config.batch_size
@@ -199,8 +201,17 @@ def resolve_config(config: TrainConfig, obs: Observations) -> Resolved:
         west = (e["west"] - pad_lon + 180) % 360 - 180
         east = (e["east"] + pad_lon + 180) % 360 - 180
     bbox = (west, max(-90.0, e["south"] - pad_lat), east, min(90.0, e["north"] + pad_lat))
-    return Resolved(enc, use_date, int(batch), int(steps), float(pos_weight), background,
-                    tuple(round(v, 6) for v in bbox), round(spacing, 4), round(extent, 4))
+    return Resolved(
+        enc,
+        use_date,
+        int(batch),
+        int(steps),
+        float(pos_weight),
+        background,
+        tuple(round(v, 6) for v in bbox),
+        round(spacing, 4),
+        round(extent, 4),
+    )
 
 
 class TrainState(NamedTuple):
@@ -218,15 +229,23 @@ class _Sampler:
         parts = kind.split("+")
         self.use_target = "target" in parts
         self.uniform = next((p for p in parts if p != "target"), None)
-        self.pool_lat = jnp.asarray(obs_lat if extra_lat is None else np.concatenate([obs_lat, extra_lat]), jnp.float32)
-        self.pool_lon = jnp.asarray(obs_lon if extra_lon is None else np.concatenate([obs_lon, extra_lon]), jnp.float32)
+        self.pool_lat = jnp.asarray(
+            obs_lat if extra_lat is None else np.concatenate([obs_lat, extra_lat]), jnp.float32
+        )
+        self.pool_lon = jnp.asarray(
+            obs_lon if extra_lon is None else np.concatenate([obs_lon, extra_lon]), jnp.float32
+        )
         self.cells = None
         if self.uniform in ("land", "extent"):
             box = bbox if self.uniform == "extent" else (-180.0, -90.0, 180.0, 90.0)
             south, west, res, w = land_cells(box[0], box[1], box[2], box[3])
             if len(w):
-                self.cells = (jnp.asarray(south, jnp.float32), jnp.asarray(west, jnp.float32),
-                              float(res), jnp.asarray(np.cumsum(w), jnp.float32))
+                self.cells = (
+                    jnp.asarray(south, jnp.float32),
+                    jnp.asarray(west, jnp.float32),
+                    float(res),
+                    jnp.asarray(np.cumsum(w), jnp.float32),
+                )
         self.bbox = bbox
 
     def sample(self, key, n: int):
@@ -249,7 +268,9 @@ class _Sampler:
         k1, k2, k3 = jax.random.split(key, 3)
         if self.uniform == "uniform" or (self.cells is None and self.uniform == "land"):
             z = jax.random.uniform(k1, (n,), minval=-1.0, maxval=1.0)
-            return jnp.degrees(jnp.arcsin(z)), jax.random.uniform(k2, (n,), minval=-180.0, maxval=180.0)
+            return jnp.degrees(jnp.arcsin(z)), jax.random.uniform(
+                k2, (n,), minval=-180.0, maxval=180.0
+            )
         if self.cells is None:  # extent without land cells (e.g. small islands): the box
             w, s, e, nn = self.bbox
             span = (e - w) % 360 if w > e else e - w
@@ -258,7 +279,9 @@ class _Sampler:
             lon = w + jax.random.uniform(k2, (n,), minval=0.0, maxval=span)
             return jnp.degrees(jnp.arcsin(z)), (lon + 180.0) % 360.0 - 180.0
         south, west, res, cdf = self.cells
-        i = jnp.clip(jnp.searchsorted(cdf, jax.random.uniform(k1, (n,)) * cdf[-1]), 0, cdf.shape[0] - 1)
+        i = jnp.clip(
+            jnp.searchsorted(cdf, jax.random.uniform(k1, (n,)) * cdf[-1]), 0, cdf.shape[0] - 1
+        )
         jitter = jax.random.uniform(k3, (n, 2)) * res
         return south[i] + jitter[:, 0], west[i] + jitter[:, 1]
 
@@ -269,7 +292,9 @@ def _standardise(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
 
 
-def _epoch_order(obs_species: np.ndarray, n_species: int, cap: int | None, seed: int, epoch: int) -> np.ndarray:
+def _epoch_order(
+    obs_species: np.ndarray, n_species: int, cap: int | None, seed: int, epoch: int
+) -> np.ndarray:
     rng = np.random.default_rng([seed, epoch])
     if cap is None:
         return rng.permutation(obs_species.size)
@@ -289,7 +314,13 @@ class _BatchPlan:
     current epoch's permutation is cached, so a step costs O(batch))."""
 
     def __init__(self, species: np.ndarray, n_species: int, cap: int | None, seed: int, batch: int):
-        self.species, self.n_species, self.cap, self.seed, self.batch = species, n_species, cap, seed, batch
+        self.species, self.n_species, self.cap, self.seed, self.batch = (
+            species,
+            n_species,
+            cap,
+            seed,
+            batch,
+        )
         self._epoch, self._order = -1, np.zeros(0, np.int64)
         self.epoch_len = self._order_of(0).size
         if self.epoch_len == 0:
@@ -366,8 +397,12 @@ def train_prior(
     model = GeoNet(n_species, config.model)
     freqs = res.encoder.frequencies()
     sampler = _Sampler(
-        "target" if use_cov else res.background, res.bbox, obs.lat, obs.lon,
-        None if background is None else background.lat, None if background is None else background.lon,
+        "target" if use_cov else res.background,
+        res.bbox,
+        obs.lat,
+        obs.lon,
+        None if background is None else background.lat,
+        None if background is None else background.lon,
     )
     doy_all = obs.day_of_year() if res.use_date else None
     pool_doy = None
@@ -376,7 +411,9 @@ def train_prior(
         pool_doy = jnp.asarray(np.concatenate([doy_all, extra]), jnp.float32)
     pool_cov = None
     if use_cov:
-        pool_cov = jnp.asarray(cov if extra_cov is None else np.concatenate([cov, extra_cov]), jnp.float32)
+        pool_cov = jnp.asarray(
+            cov if extra_cov is None else np.concatenate([cov, extra_cov]), jnp.float32
+        )
 
     d_lat, d_lon = jnp.asarray(obs.lat, jnp.float32), jnp.asarray(obs.lon, jnp.float32)
     d_sp = jnp.asarray(obs.species_index, jnp.int32)
@@ -387,12 +424,19 @@ def train_prior(
         return encode_inputs(res.encoder, freqs, lat, lon, doy, c)
 
     schedule = optax.warmup_cosine_decay_schedule(
-        0.0, config.learning_rate, max(1, int(config.warmup_fraction * res.steps)), res.steps,
+        0.0,
+        config.learning_rate,
+        max(1, int(config.warmup_fraction * res.steps)),
+        res.steps,
         end_value=config.learning_rate * 0.01,
     )
     tx = optax.adamw(schedule, weight_decay=config.weight_decay)
     init_key, key = jax.random.split(jax.random.key(config.seed))
-    in_dim = res.encoder.dim() + (3 if res.use_date else 0) + (len(obs.covariate_names) if use_cov else 0)
+    in_dim = (
+        res.encoder.dim()
+        + (3 if res.use_date else 0)
+        + (len(obs.covariate_names) if use_cov else 0)
+    )
     params = model.init(init_key, jnp.zeros((1, in_dim)))["params"]
     state = TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
     batch = res.batch_size
@@ -418,13 +462,24 @@ def train_prior(
         if pool_doy is not None:
             rand_doy = jax.random.uniform(k_bgd, b_lat.shape, minval=1.0, maxval=366.0)
             b_doy = jnp.where(b_idx >= 0, pool_doy[jnp.maximum(b_idx, 0)], rand_doy)
-            b_doy = jnp.where(jax.random.bernoulli(k_drop_bg, date_dropout, b_doy.shape), jnp.nan, b_doy)
+            b_doy = jnp.where(
+                jax.random.bernoulli(k_drop_bg, date_dropout, b_doy.shape), jnp.nan, b_doy
+            )
         b_c = None if pool_cov is None else pool_cov[jnp.maximum(b_idx, 0)]
-        emb_bg = model.apply(variables, features(b_lat, b_lon, b_doy, b_c), True,
-                             method=GeoNet.embed, rngs={"dropout": k_do2})
+        emb_bg = model.apply(
+            variables,
+            features(b_lat, b_lon, b_doy, b_c),
+            True,
+            method=GeoNet.embed,
+            rngs={"dropout": k_do2},
+        )
         if loss_kind == "an_full":
-            return an_full(model.apply(variables, emb, method=GeoNet.head),
-                           model.apply(variables, emb_bg, method=GeoNet.head), labels, pos_weight)
+            return an_full(
+                model.apply(variables, emb, method=GeoNet.head),
+                model.apply(variables, emb_bg, method=GeoNet.head),
+                labels,
+                pos_weight,
+            )
         neg = (labels + jax.random.randint(k_neg, labels.shape, 1, n_species)) % n_species
         cols = jnp.stack([labels, neg], 1)
         obs_logits = model.apply(variables, emb, cols, method=GeoNet.head_columns)
@@ -436,7 +491,9 @@ def train_prior(
         step_key = jax.random.fold_in(key, state.step)
         loss, grads = jax.value_and_grad(loss_fn)(state.params, idx, step_key)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        return TrainState(optax.apply_updates(state.params, updates), opt_state, state.step + 1), loss
+        return TrainState(
+            optax.apply_updates(state.params, updates), opt_state, state.step + 1
+        ), loss
 
     header = _run_header(config, res, obs, use_cov)
     start = 0
@@ -466,17 +523,22 @@ def train_prior(
         recent.append(loss)
         seen += batch
         checkpoint_due = workdir is not None and (
-            (step + 1) % config.checkpoint_every == 0 or step + 1 == res.steps)
+            (step + 1) % config.checkpoint_every == 0 or step + 1 == res.steps
+        )
         if (step + 1) % 50 == 0 or step + 1 == res.steps or checkpoint_due:
             vals = np.asarray(jax.device_get(recent), np.float32)
             losses[step + 1 - len(vals) : step + 1] = vals
             recent = []
             if not np.isfinite(vals).all():
-                raise FloatingPointError(f"training diverged: non-finite loss at step {step + 1}; "
-                                         f"lower learning_rate (now {config.learning_rate})")
+                raise FloatingPointError(
+                    f"training diverged: non-finite loss at step {step + 1}; "
+                    f"lower learning_rate (now {config.learning_rate})"
+                )
             if bar is not None:
                 rate = seen / max(time.perf_counter() - t0, 1e-9)
-                bar.set_postfix(loss=f"{float(vals[-1]):.4f}", obs_per_s=f"{rate:,.0f}", refresh=False)
+                bar.set_postfix(
+                    loss=f"{float(vals[-1]):.4f}", obs_per_s=f"{rate:,.0f}", refresh=False
+                )
                 bar.update(step + 1 - bar.n)
         if checkpoint_due:
             _save_checkpoint(workdir, state, header, losses[: step + 1])
@@ -500,7 +562,11 @@ def _run_header(config: TrainConfig, res: Resolved, obs: Observations, use_cov: 
         "n_species": obs.n_species,
         "n_observations": len(obs),
         "covariates": list(obs.covariate_names) if use_cov else [],
-        "extent": {"bbox": list(res.bbox), "spacing_km": res.spacing_km, "extent_km": res.extent_km},
+        "extent": {
+            "bbox": list(res.bbox),
+            "spacing_km": res.spacing_km,
+            "extent_km": res.extent_km,
+        },
     }
 
 
@@ -527,7 +593,9 @@ def _save_checkpoint(workdir: Path, state: TrainState, header: dict, losses: np.
     os.replace(tmp2, workdir / CHECKPOINT_META)
 
 
-def _load_checkpoint(workdir: Path, state: TrainState, header: dict) -> tuple[TrainState, int, np.ndarray]:
+def _load_checkpoint(
+    workdir: Path, state: TrainState, header: dict
+) -> tuple[TrainState, int, np.ndarray]:
     if not (workdir / CHECKPOINT).exists() or not (workdir / CHECKPOINT_META).exists():
         raise PriorFileError(f"nothing to resume: no {CHECKPOINT} in {workdir}")
     meta = json.loads((workdir / CHECKPOINT_META).read_text())
@@ -540,5 +608,7 @@ def _load_checkpoint(workdir: Path, state: TrainState, header: dict) -> tuple[Tr
     with np.load(workdir / CHECKPOINT, allow_pickle=False) as z:
         saved = [z[f"leaf_{i:05d}"] for i in range(len(leaves))]
         saved_losses = z["losses"]
-    restored = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(s, dtype=l.dtype) for s, l in zip(saved, leaves)])
+    restored = jax.tree_util.tree_unflatten(
+        treedef, [jnp.asarray(s, dtype=l.dtype) for s, l in zip(saved, leaves)]
+    )
     return restored, int(meta["step"]), saved_losses

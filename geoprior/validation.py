@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .errors import CoordinateError, DateError, GeopriorError, SpeciesNameError, describe_bad, show
+from .errors import CoordinateError, DateError, GeopriorError, SpeciesNameError, show
 
 __all__ = ["InvalidRows", "check_lat_lon", "coordinate_problems", "parse_dates"]
 
@@ -57,14 +57,16 @@ def check_on_invalid(on_invalid: str) -> None:
         raise GeopriorError(f"on_invalid must be 'raise' or 'drop', got {on_invalid!r}")
 
 
-def _as_float(values, what: str) -> np.ndarray:
-    try:
-        return np.asarray(pd.to_numeric(pd.Series(np.asarray(values).ravel()), errors="raise"), float)
-    except (ValueError, TypeError):
-        arr = pd.to_numeric(pd.Series(np.asarray(values, dtype=object).ravel()), errors="coerce")
-        raw = np.asarray(values, dtype=object).ravel()
-        bad = arr.isna().to_numpy() & ~pd.isna(raw)
-        raise CoordinateError(describe_bad(what, raw, bad, "are not numbers")) from None
+def _as_float(values) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers as float64, and a mask of entries present but not numeric (e.g. "52.1N")."""
+    raw = np.asarray(values)
+    if raw.dtype.kind in "biuf":
+        return raw.astype(float).ravel(), np.zeros(raw.size, bool)
+    raw = np.asarray(values, dtype=object).ravel()
+    num = pd.to_numeric(pd.Series(raw), errors="coerce").to_numpy(dtype=float)
+    text = pd.Series(raw).astype(str).str.strip()
+    present = ~pd.isna(raw) & ~text.isin(["", "NA", "NaN", "nan", "None"]).to_numpy()
+    return num, np.isnan(num) & present
 
 
 def coordinate_problems(
@@ -76,8 +78,9 @@ def coordinate_problems(
     shifted to -180..180 when ``lon_360``), a boolean mask per reason and a message per
     reason in the standard form. ``offset`` is added to row numbers in messages.
     """
-    lat = _as_float(lat, "latitudes")
-    lon = _as_float(lon, "longitudes")
+    lat_raw, lon_raw = lat, lon
+    lat, lat_text = _as_float(lat)
+    lon, lon_text = _as_float(lon)
     if lat.shape != lon.shape:
         raise CoordinateError(f"got {lat.size} latitudes but {lon.size} longitudes")
     rows = np.arange(lat.size) + offset
@@ -93,20 +96,44 @@ def coordinate_problems(
                 f"first: row {rows[i]} = {show(values[i])}"
             )
 
-    note("missing latitude", "latitudes", lat, np.isnan(lat), "are missing (NaN or empty)")
-    note("missing longitude", "longitudes", lon, np.isnan(lon), "are missing (NaN or empty)")
+    raw_lat, raw_lon = (
+        np.asarray(lat_raw, dtype=object).ravel(),
+        np.asarray(lon_raw, dtype=object).ravel(),
+    )
+    note("non-numeric latitude", "latitudes", raw_lat, lat_text, "are not numbers")
+    note("non-numeric longitude", "longitudes", raw_lon, lon_text, "are not numbers")
+    note(
+        "missing latitude",
+        "latitudes",
+        lat,
+        np.isnan(lat) & ~lat_text,
+        "are missing (NaN or empty)",
+    )
+    note(
+        "missing longitude",
+        "longitudes",
+        lon,
+        np.isnan(lon) & ~lon_text,
+        "are missing (NaN or empty)",
+    )
     note("infinite latitude", "latitudes", lat, np.isinf(lat), "are infinite")
     note("infinite longitude", "longitudes", lon, np.isinf(lon), "are infinite")
     with np.errstate(invalid="ignore"):
         fin_lat, fin_lon = np.isfinite(lat), np.isfinite(lon)
-        note("latitude out of range", "latitudes", lat, fin_lat & (np.abs(lat) > 90), "outside [-90, 90]")
+        note(
+            "latitude out of range",
+            "latitudes",
+            lat,
+            fin_lat & (np.abs(lat) > 90),
+            "outside [-90, 90]",
+        )
         if lon_360:
             bad = fin_lon & ((lon < 0) | (lon > 360))
             note("longitude out of range", "longitudes", lon, bad, "outside [0, 360]")
             lon = np.where(lon > 180, lon - 360, lon)
         else:
             bad = fin_lon & (np.abs(lon) > 180)
-            hint = " (for 0..360 longitudes pass lon_360=True)" if (bad & (lon <= 360)).all() else ""
+            hint = " (for 0..360 longitudes pass lon_360=True)" if (lon[bad] <= 360).all() else ""
             note("longitude out of range", "longitudes", lon, bad, "outside [-180, 180]" + hint)
     return lat, lon, masks, messages
 
@@ -130,7 +157,9 @@ def check_lat_lon(lat, lon, *, lon_360: bool = False) -> tuple[np.ndarray, np.nd
 _ISO = r"^\s*(\d{1,5})(?:[-/](\d{1,2})(?:[-/](\d{1,2}))?)?(?:[T ].*)?\s*$"
 
 
-def parse_dates(values, *, offset: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
+def parse_dates(
+    values, *, offset: int = 0
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
     """Parse dates to ``datetime64[D]`` with ``NaT`` where the date is missing.
 
     Accepts datetime-like arrays, ISO strings (``2021-06-14``, ``2021-06-14T09:23:00Z``,
@@ -148,7 +177,10 @@ def parse_dates(values, *, offset: int = 0) -> tuple[np.ndarray, dict[str, np.nd
     s = pd.Series(arr.ravel(), dtype=object)
     if len(s) and s.map(lambda v: isinstance(v, (_dt.date, pd.Timestamp))).any():
         s = s.map(lambda v: v.isoformat() if isinstance(v, (_dt.date, pd.Timestamp)) else v)
-    missing = s.isna().to_numpy() | s.astype(str).str.strip().isin(["", "NA", "NaN", "nan", "NaT", "None"]).to_numpy()
+    missing = (
+        s.isna().to_numpy()
+        | s.astype(str).str.strip().isin(["", "NA", "NaN", "nan", "NaT", "None"]).to_numpy()
+    )
     text = s.where(~missing, "").astype(str)
     interval = text.str.contains(r"\d/\d{4}", regex=True) & text.str.count("/").eq(1)
     out = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
@@ -176,10 +208,12 @@ def parse_dates(values, *, offset: int = 0) -> tuple[np.ndarray, dict[str, np.nd
         ok = full & ~bad_year & ~bad_month
         month_start = np.zeros(n, dtype="datetime64[D]")
         month_start[ok] = (
-            (y[ok].astype(int) - 1970) * 12 + (mo[ok].astype(int) - 1)
-        ).astype("datetime64[M]").astype("datetime64[D]")
+            ((y[ok].astype(int) - 1970) * 12 + (mo[ok].astype(int) - 1))
+            .astype("datetime64[M]")
+            .astype("datetime64[D]")
+        )
         next_month = np.zeros(n, dtype="datetime64[D]")
-        next_month[ok] = ((month_start[ok].astype("datetime64[M]") + 1)).astype("datetime64[D]")
+        next_month[ok] = (month_start[ok].astype("datetime64[M]") + 1).astype("datetime64[D]")
         days_in_month = (next_month - month_start).astype(int)
         bad_day = ok & ((d < 1) | (d > days_in_month))
     good = ok & ~bad_day
@@ -195,8 +229,11 @@ def parse_dates(values, *, offset: int = 0) -> tuple[np.ndarray, dict[str, np.nd
             )
 
     note("unparsable date", unparsable, "could not be parsed (expected YYYY-MM-DD or ISO 8601)")
-    note("impossible date", bad_year | bad_month | bad_day,
-         f"are impossible (year outside {_MIN_YEAR}..{this_year + 1}, month or day out of range)")
+    note(
+        "impossible date",
+        bad_year | bad_month | bad_day,
+        f"are impossible (year outside {_MIN_YEAR}..{this_year + 1}, month or day out of range)",
+    )
     if year_only.any():
         messages["year-only date"] = (
             f"{int(year_only.sum())} of {n} dates give only a year; they are kept as undated"
@@ -204,7 +241,9 @@ def parse_dates(values, *, offset: int = 0) -> tuple[np.ndarray, dict[str, np.nd
     return out, masks, messages
 
 
-def check_species_names(names, *, offset: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
+def check_species_names(
+    names, *, offset: int = 0
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
     """Strip species names; flag empty or missing ones."""
     s = pd.Series(np.asarray(names, dtype=object).ravel(), dtype=object)
     missing = s.isna().to_numpy()
@@ -254,6 +293,8 @@ def resolve(
 
 
 ERROR_FOR_REASON: dict[str, type[GeopriorError]] = {
+    "non-numeric latitude": CoordinateError,
+    "non-numeric longitude": CoordinateError,
     "missing latitude": CoordinateError,
     "missing longitude": CoordinateError,
     "infinite latitude": CoordinateError,

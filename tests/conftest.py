@@ -8,13 +8,23 @@ import pytest
 from geoprior import ModelConfig, Observations, TrainConfig, train_prior
 
 # species name -> (lat, lon) centre of its range, far apart
-REGIONS = {"Borealis alpha": (60.0, -100.0), "Australis beta": (-25.0, 135.0), "Europaea gamma": (48.0, 10.0)}
+REGIONS = {
+    "Borealis alpha": (60.0, -100.0),
+    "Australis beta": (-25.0, 135.0),
+    "Europaea gamma": (48.0, 10.0),
+}
 
 
 def small_config(**kw) -> TrainConfig:
     """A tiny network that trains in seconds on CPU."""
-    base = dict(model=ModelConfig(width=32, depth=1, dropout=0.0), n_features=32, batch_size=128,
-                steps=300, learning_rate=3e-3, checkpoint_every=100)
+    base = dict(
+        model=ModelConfig(width=32, depth=1, dropout=0.0),
+        n_features=32,
+        batch_size=128,
+        steps=300,
+        learning_rate=3e-3,
+        checkpoint_every=100,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -34,7 +44,9 @@ def regional_observations(n_per_species: int = 200, seed: int = 0) -> Observatio
         lon.append(10.0 + rng.normal(0, 1.5, n_per_species))
         sp += [name] * n_per_species
         date.append(np.datetime64("2020-01-01") + rng.integers(*days, n_per_species))
-    return Observations.from_arrays(np.concatenate(lat), np.concatenate(lon), sp, date=np.concatenate(date))
+    return Observations.from_arrays(
+        np.concatenate(lat), np.concatenate(lon), sp, date=np.concatenate(date)
+    )
 
 
 @pytest.fixture(scope="session")

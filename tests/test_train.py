@@ -14,7 +14,9 @@ def test_smoke_ranks_right_species_in_each_region(trained_prior):
             top = trained_prior.top_k(lat, lon, k=3)
         assert name in set(top["species"]), (name, top)
     # the region's own species is far more likely there than at the other regions
-    probs = trained_prior.predict([c[0] for c in REGIONS.values()], [c[1] for c in REGIONS.values()])
+    probs = trained_prior.predict(
+        [c[0] for c in REGIONS.values()], [c[1] for c in REGIONS.values()]
+    )
     cols = [trained_prior.species.index(n) for n in REGIONS]
     block = probs[:, cols]
     assert (np.argmax(block, axis=0) == np.arange(3)).all()
@@ -56,7 +58,9 @@ def test_resume_equals_uninterrupted(synthetic_obs, tmp_path, monkeypatch):
         train_prior(synthetic_obs, cfg, tmp_path / "inter", progress=False)
     monkeypatch.setattr(tr._BatchPlan, "indices", original)
     resumed = train_prior(synthetic_obs, cfg, tmp_path / "inter", progress=False, resume=True)
-    for x, y in zip(jax.tree_util.tree_leaves(full.params), jax.tree_util.tree_leaves(resumed.params)):
+    for x, y in zip(
+        jax.tree_util.tree_leaves(full.params), jax.tree_util.tree_leaves(resumed.params)
+    ):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     np.testing.assert_array_equal(full.loss_curve, resumed.loss_curve)
 
@@ -83,7 +87,9 @@ def test_other_losses_train_and_rank(synthetic_obs, loss):
 
 @pytest.mark.parametrize("background", ["uniform", "land", "target", "extent"])
 def test_backgrounds(synthetic_obs, background):
-    prior = train_prior(synthetic_obs, small_config(background=background, steps=20), progress=False)
+    prior = train_prior(
+        synthetic_obs, small_config(background=background, steps=20), progress=False
+    )
     assert prior.header["resolved"]["background"] == background
 
 
@@ -99,8 +105,9 @@ def test_auto_config_adapts_to_extent(synthetic_obs):
     rng = np.random.default_rng(0)
     from geoprior import Observations
 
-    regional = Observations.from_arrays(45 + rng.uniform(0, 0.5, 2000), 7 + rng.uniform(0, 0.5, 2000),
-                                        rng.choice(["a", "b"], 2000))
+    regional = Observations.from_arrays(
+        45 + rng.uniform(0, 0.5, 2000), 7 + rng.uniform(0, 0.5, 2000), rng.choice(["a", "b"], 2000)
+    )
     r_global = resolve_config(TrainConfig(), synthetic_obs)
     r_local = resolve_config(TrainConfig(), regional)
     assert r_local.encoder.max_km < r_global.encoder.max_km / 10

@@ -1,0 +1,6 @@
+"""Adapters that make external species-range models follow the :class:`~geoprior.query.Prior`
+protocol, so they fuse, rank and map like any geoprior prior."""
+
+from .birdnet import BirdNETPrior
+
+__all__ = ["BirdNETPrior"]

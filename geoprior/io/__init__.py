@@ -1,0 +1,111 @@
+"""Readers of observation files: one module per source format, plus auto-detection.
+
+:func:`read_observations` is the entry point; it detects the format (see
+:mod:`geoprior.io.detect`) and calls the reader of that format. Row numbers in messages
+are 0-based data rows (row 0 is the first record after the header).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from ..errors import ConfigError, FormatError, suggest
+from ..observations import Observations
+from ..validation import check_on_invalid
+from .detect import FORMATS, detect_format, format_from_columns
+from .ebird import read_ebird
+from .gbif import read_dwca, read_gbif
+from .inat import read_inat_csv, read_inat_json
+from .table import check_chunksize, read_table
+
+__all__ = [
+    "FORMATS",
+    "detect_format",
+    "format_from_columns",
+    "read_dwca",
+    "read_ebird",
+    "read_gbif",
+    "read_inat_csv",
+    "read_inat_json",
+    "read_observations",
+    "read_table",
+]
+
+READERS = {
+    "inat-json": read_inat_json,
+    "inat-csv": read_inat_csv,
+    "gbif": read_gbif,
+    "dwca": read_dwca,
+    "ebird": read_ebird,
+    "table": read_table,
+}
+_COLUMN_KEYWORDS = ("lat", "lon", "species", "date", "site", "covariates")
+
+
+def read_observations(
+    source,
+    format: str = "auto",
+    on_invalid: str = "raise",
+    *,
+    lon_360: bool = False,
+    chunksize: int = 1_000_000,
+    encoding: str | None = None,
+    **column_mapping,
+) -> Observations:
+    """Read presence records from a file or DataFrame into validated :class:`Observations`.
+
+    Args:
+        source: a path (CSV, TSV, Parquet, iNaturalist JSON, eBird EBD, GBIF download or
+            Darwin Core Archive zip), a pandas DataFrame or a GeoDataFrame of points.
+        format: ``"auto"`` (detect), ``"inat-json"``, ``"inat-csv"``, ``"gbif"``,
+            ``"dwca"``, ``"ebird"`` or ``"table"``.
+        on_invalid: ``"raise"``: the first problem raises (CoordinateError, DateError,
+            SpeciesNameError ...) naming the file, how many rows, the first row and value.
+            ``"drop"``: bad rows are dropped, counted per reason in ``.report`` and
+            summarised in a UserWarning.
+        lon_360: longitudes are in [0, 360] (shifted to [-180, 180]).
+        chunksize: rows per chunk when reading text and Parquet files.
+        encoding: the text encoding (default UTF-8; a DwC-A's meta.xml gives its own).
+        **column_mapping: ``lat=, lon=, species=, date=, site=`` column names and
+            ``covariates=[...]``; plus ``locations=`` (iNat 2017/2018 JSON) and
+            ``categories=`` (eBird, default ``("species",)``).
+
+    Raises:
+        FormatError: an unknown format, or columns that cannot be found.
+        FileNotFoundError: ``source`` is a missing path.
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"lat": [44.0, 35.1], "lon": [-71.3, -111.6],
+        ...                    "species": ["Setophaga virens", "Junco hyemalis"]})
+        >>> read_observations(df)
+        Observations(2 rows, 2 species, 0 dated)
+    """
+    if format not in FORMATS:
+        raise FormatError(
+            f"unknown format {format!r}; valid formats: {', '.join(FORMATS)}."
+            + suggest(str(format), FORMATS)
+        )
+    check_on_invalid(on_invalid)
+    check_chunksize(chunksize)
+    if format == "auto":
+        format = detect_format(source, encoding=encoding)
+    reader = READERS[format]
+    accepted = [
+        p.name for p in inspect.signature(reader).parameters.values() if p.kind == p.KEYWORD_ONLY
+    ]
+    if any(p.kind == p.VAR_KEYWORD for p in inspect.signature(reader).parameters.values()):
+        accepted += _COLUMN_KEYWORDS
+    for key in column_mapping:
+        if key not in accepted:
+            options = [
+                k for k in accepted if k not in ("on_invalid", "lon_360", "chunksize", "encoding")
+            ]
+            raise ConfigError(
+                f"format {format!r} takes no keyword {key!r}; it takes "
+                f"{', '.join(options)}." + suggest(key, options)
+            )
+    kwargs = dict(on_invalid=on_invalid, lon_360=lon_360, encoding=encoding)
+    if "chunksize" in accepted:
+        kwargs["chunksize"] = chunksize
+    return reader(source, **kwargs, **column_mapping)

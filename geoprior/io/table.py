@@ -1,0 +1,625 @@
+"""Any table: CSV / TSV / Parquet files, pandas DataFrames and GeoDataFrames.
+
+The other readers are tables with known columns, so the machinery they share lives here:
+:class:`Columns` (which column holds what), :func:`open_table` (a source read in chunks of
+at most ``chunksize`` rows, only the needed columns) and :func:`observations_from_table`
+(each chunk validated by :meth:`Observations.from_arrays` with file row numbers, then the
+chunks joined with :meth:`Observations.concat`).
+
+Row numbers in messages are 0-based data rows: row 0 is the first record after the header.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import csv
+import gzip
+import lzma
+import os
+import re
+import sys
+import warnings
+import zipfile
+from collections import Counter
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import (
+    ConfigError,
+    EmptyDataError,
+    FileEncodingError,
+    FormatError,
+    MissingFileError,
+    suggest,
+)
+from ..observations import Observations
+from ..validation import check_on_invalid, parse_dates, warn_dropped
+
+__all__ = ["Columns", "Table", "guess_columns", "open_table", "read_table"]
+
+# Candidate names, compared after lower-casing and removing everything but letters and digits.
+CANDIDATES: dict[str, tuple[str, ...]] = {
+    "lat": ("latitude", "lat", "decimallatitude", "latdd", "latitudedd", "y"),
+    "lon": ("longitude", "lon", "lng", "long", "decimallongitude", "londd", "longitudedd", "x"),
+    "species": (
+        "species",
+        "scientificname",
+        "speciesname",
+        "taxonname",
+        "taxon",
+        "acceptedscientificname",
+    ),
+    "date": (
+        "date",
+        "eventdate",
+        "observedon",
+        "observationdate",
+        "observationdatetime",
+        "datetime",
+    ),
+    "site": ("site", "siteid", "plot", "plotid", "locationid", "localityid"),
+}
+_REQUIRED = ("lat", "lon", "species")
+_COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
+_PARQUET = (".parquet", ".pq")
+_DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, with a byte-order mark tolerated
+_SCAN_BLOCK = 1 << 20
+
+
+def norm(name: object) -> str:
+    """A column name reduced for matching: ``"Decimal Latitude"`` -> ``"decimallatitude"``."""
+    return re.sub(r"[^0-9a-z]", "", str(name).lower())
+
+
+def find_column(columns: Sequence[str], *candidates: str) -> str | None:
+    """The first of ``candidates`` (compared with :func:`norm`) present in ``columns``."""
+    lookup: dict[str, str] = {}
+    for c in columns:
+        lookup.setdefault(norm(c), c)
+    for cand in candidates:
+        if norm(cand) in lookup:
+            return lookup[norm(cand)]
+    return None
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which column of a table holds what (``date``, ``site`` and covariates optional)."""
+
+    lat: str
+    lon: str
+    species: str
+    date: str | None = None
+    site: str | None = None
+    covariates: tuple[str, ...] = ()
+
+    def needed(self) -> list[str]:
+        """The distinct column names to read, in a stable order."""
+        names = [self.lat, self.lon, self.species, self.date, self.site, *self.covariates]
+        return list(dict.fromkeys(n for n in names if n is not None))
+
+
+def guess_columns(
+    columns: Sequence[str],
+    where: str,
+    *,
+    lat: str | None = None,
+    lon: str | None = None,
+    species: str | None = None,
+    date: str | None = None,
+    site: str | None = None,
+    covariates: Sequence[str] | None = None,
+    defaults: dict[str, str | None] | None = None,
+) -> Columns:
+    """Resolve :class:`Columns`: given names must exist; others come from ``defaults``
+    (a reader's known layout) or are guessed from :data:`CANDIDATES`.
+
+    Raises:
+        FormatError: a named column is missing, or lat/lon/species cannot be guessed; the
+            message lists the columns found and the names expected.
+    """
+    columns = [str(c) for c in columns]
+    given = {"lat": lat, "lon": lon, "species": species, "date": date, "site": site}
+    defaults = defaults or {}
+    shown = ", ".join(repr(c) for c in columns[:40]) + (" ..." if len(columns) > 40 else "")
+    for key, name in [*given.items(), *(("covariates", c) for c in covariates or ())]:
+        if name is not None and name not in columns:
+            raise FormatError(
+                f"{where}: no column {name!r} (given as {key}=); columns found: {shown}."
+                + suggest(name, columns)
+            )
+    resolved: dict[str, str | None] = {}
+    for key, name in given.items():
+        if name is None:
+            name = defaults[key] if key in defaults else find_column(columns, *CANDIDATES[key])
+        resolved[key] = name
+    missing = [k for k in _REQUIRED if resolved[k] is None]
+    if missing:
+        expected = "; ".join(f"{k}: one of {', '.join(CANDIDATES[k])}" for k in missing)
+        raise FormatError(
+            f"{where}: could not find the {', '.join(missing)} column(s); columns found: {shown}. "
+            f"Expected (case and punctuation ignored) {expected}. "
+            f"Name them with e.g. read_observations(path, lat='...', lon='...', species='...')."
+        )
+    return Columns(
+        lat=resolved["lat"],
+        lon=resolved["lon"],
+        species=resolved["species"],
+        date=resolved["date"],
+        site=resolved["site"],
+        covariates=tuple(covariates or ()),
+    )
+
+
+@dataclass(frozen=True)
+class Table:
+    """A tabular source: its name for messages, its columns, and a chunk iterator.
+
+    ``chunks(usecols, strings)`` yields DataFrames of at most ``chunksize`` rows (``None``:
+    one chunk) holding only ``usecols``, in file order; ``strings`` are read as text.
+    """
+
+    where: str
+    columns: tuple[str, ...]
+    chunks: Callable[[list[str], Collection[str]], Iterator[pd.DataFrame]]
+    chunksize: int | None = None
+
+
+# ---------------------------------------------------------------------------- opening
+def check_path(source) -> Path:
+    """``source`` as a Path that exists; a missing file raises MissingFileError
+    (a FileNotFoundError)."""
+    path = Path(os.fspath(source)).expanduser()
+    if not path.exists():
+        raise MissingFileError(2, "No such file", str(path))
+    if path.is_dir():
+        raise FormatError(f"{path}: is a folder; give the path of a data file")
+    return path
+
+
+def real_suffix(path: Path) -> str:
+    """The suffix that tells the format, under any compression suffix (``.csv.gz`` -> ``.csv``)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    while suffixes and suffixes[-1] in _COMPRESSED:
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+def _open_binary(path: Path) -> Callable[[], object]:
+    """A function opening the (decompressed) bytes of ``path``; single-file zips included."""
+    suffix = path.suffix.lower()
+    if suffix in _COMPRESSED:
+        return lambda: _COMPRESSED[suffix](path, "rb")
+    if suffix == ".zip":
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if not n.endswith("/")]
+        if len(names) != 1:
+            raise FormatError(
+                f"{path}: a zip with {len(names)} files and no meta.xml; expected a Darwin Core "
+                f"Archive or a zip holding one table (found {', '.join(names[:10])})"
+            )
+
+        return lambda: ZipMember(path, names[0])
+    return lambda: open(path, "rb")
+
+
+class ZipMember:
+    """A zip member opened for reading bytes; closing it closes the zip too."""
+
+    mode = "rb"  # ZipExtFile says "r", which pandas would take for text
+
+    def __init__(self, path: Path, name: str):
+        self._zip = zipfile.ZipFile(path)
+        self._fh = self._zip.open(name)
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+    def __iter__(self):
+        return iter(self._fh)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._fh.close()
+        self._zip.close()
+
+
+def encoding_error(
+    where: str, open_binary: Callable[[], object], encoding: str
+) -> FileEncodingError:
+    """The error for a file that is not valid ``encoding``, naming the first bad byte."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, line = 0, 1
+    with open_binary() as fh:
+        while block := fh.read(_SCAN_BLOCK):
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as e:
+                start = offset - pending + e.start
+                local = max(e.start - pending, 0)
+                line += block[:local].count(b"\n")
+                bad = block[local : local + 4]
+                context = block[max(local - 30, 0) : local + 10].decode("latin-1")
+                return FileEncodingError(
+                    f"{where}: not valid {_label(encoding)} text: byte {start} (line {line}) "
+                    f"is {bad[:1]!r} ({e.reason}), near {context!r}. Pass the file's encoding, "
+                    f"e.g. encoding='latin-1' or encoding='cp1252'."
+                )
+            offset += len(block)
+            line += block.count(b"\n")
+    return FileEncodingError(f"{where}: not valid {_label(encoding)} text; pass encoding=")
+
+
+def _label(encoding: str) -> str:
+    return "UTF-8" if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig") else encoding
+
+
+def first_line(where: str, open_binary: Callable[[], object], encoding: str) -> str:
+    """The first line of a text file (the header), decoded."""
+    with open_binary() as fh:
+        raw = fh.readline(_SCAN_BLOCK)
+    try:
+        return codecs.decode(raw, encoding).rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise encoding_error(where, open_binary, encoding) from None
+
+
+def sniff_sep(header: str, suffix: str) -> str:
+    """The delimiter of a header line: tab if it has one, else the commonest of , ; |."""
+    if "\t" in header or suffix in (".tsv", ".tab"):
+        return "\t"
+    counts = {sep: header.count(sep) for sep in (",", ";", "|")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def csv_table(
+    where: str,
+    open_binary: Callable[[], object],
+    *,
+    encoding: str,
+    chunksize: int,
+    sep: str | None = None,
+    quoting: int | None = csv.QUOTE_MINIMAL,
+    quotechar: str = '"',
+    header_lines: int = 1,
+    names: Sequence[str] | None = None,
+    suffix: str = "",
+) -> Table:
+    """A delimited text table read with ``pandas.read_csv(chunksize=..., usecols=...)``.
+
+    With ``names`` (positional column names, ``None`` for unnamed columns) the first
+    ``header_lines`` lines are skipped; otherwise the first line is the header.
+    ``quoting=None``: fields are unquoted when tab-separated (GBIF, eBird), quoted otherwise.
+    """
+    if sep is None or names is None:
+        header = first_line(where, open_binary, encoding)
+        sep = sep or sniff_sep(header, suffix)
+    if quoting is None:
+        quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+    if names is None:
+        columns = tuple(
+            next(csv.reader([header], delimiter=sep, quotechar=quotechar, quoting=quoting))
+        )
+        if columns == ("",):
+            raise EmptyDataError(f"{where}: the file is empty (no header line)")
+    else:
+        columns = tuple(n for n in names if n is not None)
+
+    def chunks(usecols: list[str], strings: Collection[str]) -> Iterator[pd.DataFrame]:
+        dtype = {c: str for c in usecols if c in strings}
+        kwargs = dict(
+            sep=sep,
+            encoding=encoding,
+            chunksize=chunksize,
+            quoting=quoting,
+            index_col=False,
+            dtype=dtype,
+        )
+        if quoting != csv.QUOTE_NONE:
+            kwargs["quotechar"] = quotechar
+        if names is None:
+            kwargs["usecols"] = usecols
+        else:
+            position = {n: i for i, n in enumerate(names) if n is not None}
+            kwargs.update(
+                header=None, skiprows=header_lines, usecols=[position[c] for c in usecols]
+            )
+            kwargs["dtype"] = {position[c]: t for c, t in dtype.items()}
+        try:
+            with open_binary() as fh, pd.read_csv(fh, **kwargs) as reader:
+                for chunk in reader:
+                    if names is not None:
+                        chunk.columns = [names[i] for i in chunk.columns]
+                    yield chunk
+        except UnicodeDecodeError:
+            raise encoding_error(where, open_binary, encoding) from None
+        except pd.errors.ParserError as e:
+            raise FormatError(f"{where}: malformed delimited text (sep={sep!r}): {e}") from None
+
+    return Table(where=where, columns=columns, chunks=chunks, chunksize=chunksize)
+
+
+def frame_table(df: pd.DataFrame, where: str) -> Table:
+    """An in-memory DataFrame as one chunk (GeoDataFrame points become ``lat``/``lon``)."""
+    geopandas = sys.modules.get("geopandas")
+    if geopandas is not None and isinstance(df, geopandas.GeoDataFrame):
+        df = _points_frame(df, where)
+
+    def chunks(usecols: list[str], strings: Collection[str]) -> Iterator[pd.DataFrame]:
+        yield df[usecols]
+
+    return Table(where=where, columns=tuple(str(c) for c in df.columns), chunks=chunks)
+
+
+GEOMETRY_LAT, GEOMETRY_LON = "geometry.lat", "geometry.lon"
+
+
+def _points_frame(gdf, where: str) -> pd.DataFrame:
+    """A GeoDataFrame's point geometry as ``geometry.lat`` / ``geometry.lon`` in EPSG:4326."""
+    geom = gdf.geometry
+    kinds = geom.geom_type.to_numpy(dtype=object)
+    bad = pd.notna(kinds) & (kinds != "Point")
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise FormatError(
+            f"{where}: {int(bad.sum())} of {bad.size} geometries are not points; "
+            f"first: row {i} = {kinds[i]}. Use point geometries (e.g. gdf.centroid) "
+            "or lat=/lon= columns."
+        )
+    if geom.crs is not None and geom.crs.to_epsg() != 4326:
+        geom = geom.to_crs(4326)
+    out = pd.DataFrame(gdf.drop(columns=gdf.geometry.name))
+    out[GEOMETRY_LAT] = geom.y.to_numpy()
+    out[GEOMETRY_LON] = geom.x.to_numpy()
+    return out
+
+
+def parquet_table(path: Path, chunksize: int) -> Table:
+    """A Parquet file read in record batches of ``chunksize`` rows."""
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises ArrowInvalid / OSError for non-Parquet bytes
+        raise FormatError(f"{path}: not a readable Parquet file: {e}") from None
+
+    def chunks(usecols: list[str], strings: Collection[str]) -> Iterator[pd.DataFrame]:
+        for batch in pf.iter_batches(batch_size=chunksize, columns=usecols):
+            yield batch.to_pandas()
+
+    return Table(
+        where=str(path), columns=tuple(pf.schema_arrow.names), chunks=chunks, chunksize=chunksize
+    )
+
+
+def open_table(
+    source,
+    *,
+    encoding: str | None = None,
+    chunksize: int = 1_000_000,
+    sep: str | None = None,
+    quoting: int | None = csv.QUOTE_MINIMAL,
+) -> Table:
+    """Open a DataFrame, GeoDataFrame, CSV / TSV (optionally .gz/.bz2/.xz or a one-file
+    zip) or Parquet file as a :class:`Table`."""
+    check_chunksize(chunksize)
+    if isinstance(source, pd.DataFrame):
+        return frame_table(source, "DataFrame")
+    path = check_path(source)
+    if real_suffix(path) in _PARQUET:
+        return parquet_table(path, chunksize)
+    return csv_table(
+        str(path),
+        _open_binary(path),
+        encoding=encoding or _DEFAULT_ENCODING,
+        chunksize=chunksize,
+        sep=sep,
+        quoting=quoting,
+        suffix=real_suffix(path),
+    )
+
+
+def check_chunksize(chunksize: int) -> None:
+    if not isinstance(chunksize, (int, np.integer)) or isinstance(chunksize, bool) or chunksize < 1:
+        raise ConfigError(f"chunksize must be a positive integer, got {chunksize!r}")
+
+
+# ---------------------------------------------------------------------------- building
+def _strings(series: pd.Series) -> np.ndarray:
+    """Values as an object array of str (missing stays missing)."""
+    if not (pd.api.types.is_string_dtype(series) or series.dtype == object):
+        series = series.astype("string")
+    return series.to_numpy(dtype=object, na_value=None)
+
+
+def _numbers(series: pd.Series) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(series):
+        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    return series.to_numpy(dtype=object, na_value=None)
+
+
+def _dates(series: pd.Series) -> np.ndarray:
+    """Dates for :meth:`Observations.from_arrays`. Dates repeat a lot in real files, so each
+    distinct text is parsed once; if any of them is a problem (or needs a note), the raw
+    text is passed on so that messages count and number the rows themselves."""
+    if pd.api.types.is_datetime64_any_dtype(series) or len(series) < 1000:
+        return series.to_numpy()
+    codes, uniques = pd.factorize(series)
+    if len(uniques) > len(series) // 4:
+        return series.to_numpy()
+    parsed, masks, messages = parse_dates(np.asarray(uniques, dtype=object))
+    if masks or messages:
+        return series.to_numpy()
+    out = parsed[codes]
+    out[codes < 0] = np.datetime64("NaT")
+    return out
+
+
+def observations_from_table(
+    table: Table,
+    cols: Columns,
+    *,
+    on_invalid: str = "raise",
+    lon_360: bool = False,
+    prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    extra: Sequence[str] = (),
+    select: tuple[str, Collection[str]] | None = None,
+) -> Observations:
+    """Validate a table chunk by chunk and join the chunks.
+
+    Args:
+        prepare: turns each chunk (with ``cols`` and ``extra`` columns) into one with the
+            ``cols`` columns (e.g. filling empty species from another column).
+        select: ``(column, allowed values)``: after validation, rows whose ``column`` is
+            not allowed are removed; ``report.notes`` says how many, per value.
+
+    Raises:
+        EmptyDataError: no rows are left.
+    """
+    check_on_invalid(on_invalid)
+    usecols = list(dict.fromkeys([*cols.needed(), *extra, *([select[0]] if select else [])]))
+    strings = {cols.species, cols.date, cols.site, *extra, *([select[0]] if select else [])}
+    parts: list[Observations] = []
+    removed: Counter[str] = Counter()
+    offset = 0
+    for chunk in table.chunks(usecols, strings):
+        n = len(chunk)
+        if prepare is not None:
+            chunk = prepare(chunk)
+        alone = table.chunksize is None or (offset == 0 and n < table.chunksize)
+        where = table.where if alone else f"{table.where}, rows {offset}..{offset + n - 1}"
+        part = _chunk_observations(chunk, cols, where, offset, on_invalid, lon_360, select, removed)
+        parts.append(part)
+        offset += n
+    if not parts:
+        raise EmptyDataError(f"{table.where}: no data rows")
+    obs = Observations.concat(parts) if len(parts) > 1 else parts[0]
+    report = obs.report
+    if removed:
+        column, allowed = select
+        counts = ", ".join(f"{v!r}: {c}" for v, c in removed.most_common())
+        report.notes.append(
+            f"removed {sum(removed.values())} rows whose {column} is not in {tuple(allowed)!r} "
+            f"({counts})"
+        )
+    if len(obs) == 0:
+        raise EmptyDataError(f"{table.where}: no usable rows ({report.summary()})")
+    warn_dropped(report, table.where)
+    return obs
+
+
+def _chunk_observations(
+    chunk: pd.DataFrame,
+    cols: Columns,
+    where: str,
+    offset: int,
+    on_invalid: str,
+    lon_360: bool,
+    select: tuple[str, Collection[str]] | None,
+    removed: Counter,
+) -> Observations:
+    n = len(chunk)
+    site = None if cols.site is None else _strings(chunk[cols.site])
+    covariates = None
+    if cols.covariates:
+        covariates = np.column_stack(
+            [
+                pd.to_numeric(chunk[c], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+                for c in cols.covariates
+            ]
+        )
+    rows = np.arange(offset, offset + n)
+    with warnings.catch_warnings():  # one summary warning for the whole source instead
+        warnings.filterwarnings(
+            "ignore", message=re.escape(where) + ": read ", category=UserWarning
+        )
+        obs = Observations.from_arrays(
+            _numbers(chunk[cols.lat]),
+            _numbers(chunk[cols.lon]),
+            _strings(chunk[cols.species]),
+            None if cols.date is None else _dates(chunk[cols.date]),
+            covariates=covariates,
+            covariate_names=cols.covariates or None,
+            site=rows.astype(object) if select is not None else site,
+            on_invalid=on_invalid,
+            lon_360=lon_360,
+            where=where,
+            row_offset=offset,
+        )
+    if select is None:
+        return obs
+    kept = obs.site.astype(np.int64) - offset  # the carried row numbers of valid rows
+    values = _strings(chunk[select[0]])[kept]
+    allowed = np.isin(values.astype(str), np.asarray(list(select[1]), dtype=str))
+    allowed &= pd.notna(values)
+    removed.update(str(v) for v in values[~allowed])
+    present = np.unique(obs.species_index[allowed])
+    out = replace(obs[allowed], site=None if site is None else site[kept][allowed])
+    out.report.rows_kept -= int((~allowed).sum())
+    return out.with_vocabulary([obs.species[i] for i in present])
+
+
+def read_table(
+    source,
+    *,
+    on_invalid: str = "raise",
+    lon_360: bool = False,
+    chunksize: int = 1_000_000,
+    encoding: str | None = None,
+    lat: str | None = None,
+    lon: str | None = None,
+    species: str | None = None,
+    date: str | None = None,
+    site: str | None = None,
+    covariates: Sequence[str] | None = None,
+    sep: str | None = None,
+) -> Observations:
+    """Read any table with named or guessed columns.
+
+    Args:
+        source: a CSV / TSV / Parquet path (``.gz``, ``.bz2``, ``.xz`` and one-file zips
+            are decompressed), a pandas DataFrame or a GeoDataFrame of points (reprojected
+            to EPSG:4326; its geometry gives lat and lon).
+        lat, lon, species, date, site: column names; left out, they are guessed from
+            common names (``latitude``, ``lat``, ``decimalLatitude``, ``y`` ... compared
+            without case or punctuation). ``date`` and ``site`` are optional.
+        covariates: columns of numbers kept as ``Observations.covariates``.
+        sep: the delimiter of a text file (default: sniffed from the header line).
+
+    Raises:
+        FormatError: columns that cannot be found or guessed (the message lists the
+            columns found and the names expected).
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"Latitude": [44.0], "Longitude": [-71.3],
+        ...                    "taxon": ["Setophaga virens"], "when": ["2021-06-14"]})
+        >>> obs = read_table(df, date="when")
+        >>> obs.lat, obs.date
+        (array([44.]), array(['2021-06-14'], dtype='datetime64[D]'))
+    """
+    table = open_table(source, encoding=encoding, chunksize=chunksize, sep=sep)
+    defaults = {}
+    if GEOMETRY_LAT in table.columns and lat is None and lon is None:
+        defaults = {"lat": GEOMETRY_LAT, "lon": GEOMETRY_LON}
+    cols = guess_columns(
+        table.columns,
+        table.where,
+        lat=lat,
+        lon=lon,
+        species=species,
+        date=date,
+        site=site,
+        covariates=covariates,
+        defaults=defaults,
+    )
+    return observations_from_table(table, cols, on_invalid=on_invalid, lon_360=lon_360)

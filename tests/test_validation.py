@@ -1,0 +1,80 @@
+"""Property tests of coordinate and date validation, through the readers and directly."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geoprior.errors import CoordinateError, DateError
+from geoprior.io import read_observations
+from geoprior.validation import coordinate_problems, parse_dates
+
+lats = st.floats(-90, 90, allow_nan=False)
+lons = st.floats(-180, 180, allow_nan=False)
+outside_lats = st.floats(90, 1e300, exclude_min=True) | st.floats(-1e300, -90, exclude_max=True)
+valid_dates = st.dates(dt.date(1600, 1, 1), dt.date.today())
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(lats, lons), min_size=1, max_size=20))
+def test_valid_coordinates_round_trip_exactly_through_csv(tmp_path_factory, points):
+    path = tmp_path_factory.getbasetemp() / "points.csv"
+    lines = ["lat,lon,species"] + [f"{a!r},{b!r},Aa bb" for a, b in points]
+    path.write_text("\n".join(lines) + "\n")
+    obs = read_observations(path, chunksize=7)
+    np.testing.assert_array_equal(obs.lat, [a for a, _ in points])
+    np.testing.assert_array_equal(obs.lon, [b for _, b in points])
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(lats, min_size=1, max_size=20), st.data())
+def test_a_latitude_outside_raises_naming_its_row(good, data):
+    row = data.draw(st.integers(0, len(good)))
+    value = data.draw(outside_lats)
+    lat = [*good[:row], value, *good[row:]]
+    df = pd.DataFrame({"lat": lat, "lon": 0.0, "species": "Aa bb"})
+    with pytest.raises(CoordinateError, match=f"1 of {len(lat)} latitudes outside .* row {row} "):
+        read_observations(df)
+    _, _, masks, _ = coordinate_problems(lat, np.zeros(len(lat)))
+    assert np.flatnonzero(masks["latitude out of range"]).tolist() == [row]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0, 360, allow_nan=False), min_size=1, max_size=20))
+def test_lon_360_shifts_into_range_and_keeps_the_place(lon):
+    _, out, masks, _ = coordinate_problems(np.zeros(len(lon)), lon, lon_360=True)
+    assert not masks
+    assert ((out >= -180) & (out <= 180)).all()
+    np.testing.assert_allclose(np.mod(out - np.asarray(lon), 360.0) % 360.0, 0.0, atol=1e-9)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(valid_dates, min_size=1, max_size=20))
+def test_valid_iso_dates_round_trip(days):
+    text = [d.isoformat() for d in days]
+    out, masks, _ = parse_dates(text)
+    assert not masks
+    np.testing.assert_array_equal(out, np.array(text, dtype="datetime64[D]"))
+    df = pd.DataFrame({"lat": 1.0, "lon": 2.0, "species": "Aa bb", "date": text})
+    np.testing.assert_array_equal(read_observations(df).date, out)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1600, dt.date.today().year), st.integers(1, 12), st.data())
+def test_a_day_past_the_end_of_its_month_raises(year, month, data):
+    last = calendar.monthrange(year, month)[1]
+    day = data.draw(st.integers(last + 1, 99))
+    bad = f"{year:04d}-{month:02d}-{day:02d}"
+    df = pd.DataFrame(
+        {"lat": [1.0, 1.0], "lon": [2.0, 2.0], "species": "Aa bb", "date": ["2020-01-01", bad]}
+    )
+    with pytest.raises(DateError, match=f"1 of 2 dates are impossible.*row 1 = '{bad}'"):
+        read_observations(df)
+    _, masks, _ = parse_dates([bad])
+    assert masks["impossible date"].tolist() == [True]
