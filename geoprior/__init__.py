@@ -36,11 +36,14 @@ from .fusion import (
 from .io import detect_format, read_observations
 from .io_logits import read_logits
 from .land import is_land
+from .maps import monthly_range_maps, range_map, write_all_species, write_range_map
 from .model import ModelConfig
 from .observations import Observations
+from .plot import plot_range_map
 from .prior import GeoPrior
 from .query import Prior
 from .store import load_prior
+from .thresholds import compute_thresholds
 from .train import TrainConfig, train_prior
 
 __version__ = "0.1.0"
@@ -60,6 +63,12 @@ __all__ = [
     "Prior",
     "load_prior",
     "is_land",
+    "range_map",
+    "monthly_range_maps",
+    "write_range_map",
+    "write_all_species",
+    "plot_range_map",
+    "compute_thresholds",
     "UniformPrior",
     "FrequencyPrior",
     "CountGridPrior",

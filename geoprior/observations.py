@@ -272,6 +272,8 @@ class Observations:
 
     def extent(self) -> dict[str, float]:
         """Bounding box (``west, south, east, north``) in degrees; handles the antimeridian."""
+        if not len(self):
+            raise EmptyDataError("0 observations have no extent")
         lon = self.lon
         west, east = float(lon.min()), float(lon.max())
         shifted = np.mod(lon, 360.0)
@@ -319,8 +321,13 @@ class Observations:
             if unknown != "drop":
                 names = sorted({self.species[i] for i in self.species_index[missing]})
                 raise unknown_species(names, species)
-            report = replace(self.report, dropped=dict(self.report.dropped))
-            report.add("species not in vocabulary", int(missing.sum()))
+            n_missing = int(missing.sum())
+            report = replace(
+                self.report,
+                dropped=dict(self.report.dropped),
+                rows_kept=self.report.rows_kept - n_missing,
+            )
+            report.add("species not in vocabulary", n_missing)
             kept = self[~missing]
             return replace(kept, species_index=index[~missing], species=species, report=report)
         return replace(self, species_index=index, species=species)

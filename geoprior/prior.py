@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from flax import traverse_util
+from flax.errors import FlaxError
 
 from .encoding import EncoderSpec, encode_inputs
 from .errors import ClassMismatchError, ConfigError, NonFiniteError
@@ -196,7 +197,7 @@ class GeoPrior:
         probs = self.predict(lat, lon, date, covariates=covariates)
         names = self.species
         if species is not None:
-            cols = species_indices(list(species), names)
+            cols = species_indices(species, names)
             probs, names = probs[:, cols], tuple(names[i] for i in cols)
         return top_k_frame(probs, names, k)
 
@@ -239,7 +240,7 @@ def _load(header: dict, arrays: dict[str, np.ndarray]) -> GeoPrior:
     }
     params = traverse_util.unflatten_dict(flat, sep="/")
     species = header.pop("species")
-    return GeoPrior(
+    prior = GeoPrior(
         species,
         params,
         header,
@@ -248,3 +249,17 @@ def _load(header: dict, arrays: dict[str, np.ndarray]) -> GeoPrior:
         loss_curve=arrays.get("loss_curve"),
         thresholds=arrays.get("thresholds"),
     )
+    _check_params(prior)
+    return prior
+
+
+def _check_params(prior: GeoPrior) -> None:
+    """Trace one query, so that missing or misshapen weights (or a species list of another
+    length than the output layer) fail at load, not at predict."""
+    one = jax.ShapeDtypeStruct((1,), jnp.float32)
+    n_cov = len(prior.covariate_names)
+    cov = jax.ShapeDtypeStruct((1, n_cov), jnp.float32) if n_cov else None
+    try:
+        jax.eval_shape(prior._logits_fn, prior.params, one, one, one, cov)
+    except FlaxError as e:
+        raise ValueError(f"the weights do not fit the saved model config: {e}") from None

@@ -57,6 +57,13 @@ def save_folder(
     from . import __version__
 
     path = Path(path)
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    objects = sorted(k for k, v in arrays.items() if v.dtype.hasobject)
+    if objects:
+        raise TypeError(
+            f"arrays {objects} hold Python objects, which only pickle can save; "
+            f"a saved prior holds numbers and fixed-width strings only"
+        )
     if path.exists() and not overwrite:
         raise OutputExistsError(
             f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it"
@@ -75,7 +82,7 @@ def save_folder(
     try:
         with open(tmp / HEADER, "w", encoding="utf-8") as f:
             json.dump(full, f, indent=2, sort_keys=False)
-        np.savez(tmp / ARRAYS, **{k: np.asarray(v) for k, v in arrays.items()})
+        np.savez(tmp / ARRAYS, **arrays)
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)

@@ -35,6 +35,7 @@ from .land import land_cells
 from .losses import LOSSES, an_full, an_ssdl, maxent
 from .model import GeoNet, ModelConfig
 from .observations import Observations
+from .thresholds import compute_thresholds
 
 __all__ = ["TrainConfig", "train_prior", "resolve_config"]
 
@@ -544,15 +545,18 @@ def train_prior(
             _save_checkpoint(workdir, state, header, losses[: step + 1])
     if bar is not None:
         bar.close()
-    params = jax.device_get(state.params)
-    return GeoPrior(
+    prior = GeoPrior(
         species=obs.species,
-        params=params,
+        params=jax.device_get(state.params),
         header=header,
         cov_mean=cov_mean,
         cov_std=cov_std,
         loss_curve=losses,
     )
+    # per-species range thresholds (LPT, 5th percentile over the training presences), used
+    # by range maps and rerank's "outside range" flag unless the caller chooses another rule
+    prior.thresholds = compute_thresholds(prior, obs, "lpt", 5.0)
+    return prior
 
 
 def _run_header(config: TrainConfig, res: Resolved, obs: Observations, use_cov: bool) -> dict:

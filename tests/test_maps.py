@@ -1,0 +1,394 @@
+"""Range maps: H3 grids, polygons, thresholds, land, writers, pictures and the CLI."""
+
+from __future__ import annotations
+
+import struct
+
+import geopandas as gpd
+import h3
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import shapely
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geoprior import CountGridPrior, GeoPrior, Observations
+from geoprior.cli import main
+from geoprior.errors import (
+    ConfigError,
+    DateError,
+    EmptyDataError,
+    OutputExistsError,
+    UnknownSpeciesError,
+)
+from geoprior.grid import MAX_GLOBAL_RES, cell_grid, cell_polygons, land_touching, parse_bbox
+from geoprior.maps import (
+    monthly_range_maps,
+    range_map,
+    resolve_thresholds,
+    write_all_species,
+    write_range_map,
+)
+from geoprior.store import load_prior
+
+CENTRES = {"Setophaga virens": (43.0, -75.0), "Dromaius novaehollandiae": (-25.0, 135.0)}
+
+
+class BlobPrior:
+    """p = exp(-d^2 / 2 sigma^2) around each species' centre (degrees); ``seasonal`` priors
+    scale it by month / 12."""
+
+    def __init__(self, seasonal=False, thresholds=None):
+        self.species = tuple(CENTRES)
+        self.uses_date = seasonal
+        self.thresholds = thresholds
+
+    def predict(self, lat, lon, date=None):
+        lat, lon = np.atleast_1d(lat).astype(float), np.atleast_1d(lon).astype(float)
+        out = np.stack(
+            [np.exp(-((lat - a) ** 2 + (lon - b) ** 2) / 200.0) for a, b in CENTRES.values()], 1
+        ).astype(np.float32)
+        if self.uses_date and date is not None:
+            month = np.datetime64(date, "M").astype(int) % 12 + 1
+            out *= month / 12.0
+        return out
+
+
+def png_size(path) -> tuple[int, int]:
+    data = open(path, "rb").read(24)
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+# ---------------------------------------------------------------------------- grids
+@pytest.mark.parametrize(("res", "bbox"), [(2, None), (6, (-72.0, 43.0, -70.0, 44.0))])
+def test_every_cell_is_a_valid_cell_at_the_resolution(res, bbox):
+    frame = range_map(BlobPrior(), "Setophaga virens", res=res, bbox=bbox, threshold=0.5)
+    assert frame.crs.to_epsg() == 4326
+    assert list(frame.columns) == ["h3_cell", "species", "prob", "in_range", "geometry"]
+    assert all(h3.is_valid_cell(c) and h3.get_resolution(c) == res for c in frame.h3_cell)
+    assert frame.h3_cell.is_unique
+    assert frame.geometry.is_valid.all()
+
+
+def test_global_grids_stop_at_resolution_5_and_regions_are_bounded():
+    assert len(cell_grid(1)) == h3.get_num_cells(1)
+    with pytest.raises(ConfigError, match="bbox"):
+        cell_grid(MAX_GLOBAL_RES + 1)
+    with pytest.raises(ConfigError, match="limit"):
+        cell_grid(9, bbox=(-120, 20, -60, 60))
+    with pytest.raises(ConfigError, match="resolution"):
+        cell_grid(16)
+
+
+def test_bbox_keeps_cells_whose_centre_is_inside_including_across_the_antimeridian():
+    grid = cell_grid(3, bbox=(170.0, -30.0, -170.0, -10.0))
+    assert len(grid) > 0
+    assert ((grid.lon >= 170) | (grid.lon <= -170)).all()
+    assert ((grid.lat >= -30) & (grid.lat <= -10)).all()
+    polygon = shapely.box(-80, 40, -70, 45)
+    inside = cell_grid(3, bbox=polygon)
+    assert shapely.contains_xy(polygon, inside.lon, inside.lat).all()
+    assert parse_bbox("-80, 40, -70, 45") == (-80.0, 40.0, -70.0, 45.0)
+    for bad in ("1,2,3", (0, 50, 10, 40), (-200, 0, 0, 10), (5, 0, 5, 10)):
+        with pytest.raises(ValueError):
+            parse_bbox(bad)
+
+
+@pytest.mark.parametrize("res", [0, 1, 2, 3])
+def test_polygons_are_valid_and_tile_the_plane_exactly(res):
+    polygons = cell_polygons(cell_grid(res).cells)
+    assert shapely.is_valid(polygons).all()
+    xmin, ymin, xmax, ymax = shapely.total_bounds(polygons)
+    assert (xmin, ymin, xmax, ymax) == (-180.0, -90.0, 180.0, 90.0)
+    # no gaps, no overlaps: the areas add up to the whole lon/lat rectangle
+    assert shapely.area(polygons).sum() == pytest.approx(360 * 180, rel=1e-9)
+
+
+def test_antimeridian_cells_are_split_and_polar_cells_reach_the_pole():
+    grid = cell_grid(2, bbox=(175.0, -60.0, -175.0, 60.0))
+    polygons = cell_polygons(grid.cells)
+    split = [p for p in polygons if p.geom_type == "MultiPolygon"]
+    assert split and all(p.is_valid for p in split)
+    assert all({round(x) for x in shapely.bounds(p)[[0, 2]]} == {-180, 180} for p in split)
+    for lat in (90.0, -90.0):
+        for res in (0, 2, 4, 6):
+            cell = h3.str_to_int(h3.latlng_to_cell(lat, 0.0, res))
+            polygon = cell_polygons(np.array([cell]))[0]
+            assert polygon.is_valid
+            assert polygon.covers(shapely.Point(0.0, lat)) and polygon.covers(
+                shapely.Point(179.9, lat)
+            )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lat=st.floats(-90, 90),
+    lon=st.floats(-180, 180),
+    res=st.integers(0, 5),
+)
+def test_a_cell_polygon_holds_the_cell_centre(lat, lon, res):
+    cell = h3.latlng_to_cell(lat, lon, res)
+    clat, clon = h3.cell_to_latlng(cell)
+    polygon = cell_polygons(np.array([h3.str_to_int(cell)]))[0]
+    assert polygon.is_valid
+    assert polygon.covers(shapely.Point(clon, clat))
+
+
+def test_land_only_drops_sea_cells_and_keeps_coasts():
+    prior = BlobPrior()
+    land = range_map(prior, "Setophaga virens", res=2, threshold=0.5)
+    everything = range_map(prior, "Setophaga virens", res=2, threshold=0.5, land_only=False)
+    assert len(everything) == h3.get_num_cells(2)
+    assert 0.2 * len(everything) < len(land) < 0.5 * len(everything)
+    centres = np.array([h3.cell_to_latlng(c) for c in land.h3_cell])
+    assert land_touching(centres[:, 0], centres[:, 1], 2).all()
+    mid_atlantic = h3.latlng_to_cell(30.0, -40.0, 2)
+    assert mid_atlantic not in set(land.h3_cell) and mid_atlantic in set(everything.h3_cell)
+    with pytest.raises(EmptyDataError, match="land_only=False"):
+        range_map(prior, "Setophaga virens", res=3, bbox=(-40, 20, -35, 25), threshold=0.5)
+
+
+# ---------------------------------------------------------------------------- thresholds
+def test_in_range_is_prob_at_or_above_the_threshold_and_shrinks_as_it_rises():
+    prior = BlobPrior()
+    low = range_map(prior, list(CENTRES), res=2, threshold=0.1)
+    high = range_map(prior, list(CENTRES), res=2, threshold=[0.6, 0.3])
+    assert (low.in_range == (low.prob >= np.float32(0.1))).all()
+    per_species = high.species.map({"Setophaga virens": 0.6, "Dromaius novaehollandiae": 0.3})
+    assert (high.in_range == (high.prob >= per_species.astype(np.float32))).all()
+    assert (high.in_range <= low.in_range).all() and high.in_range.sum() < low.in_range.sum()
+    virens = low[low.species == "Setophaga virens"]
+    assert shapely.get_x(shapely.centroid(virens[virens.in_range].geometry.values)).mean() < -60
+
+
+def test_stored_thresholds_are_the_default():
+    prior = BlobPrior(thresholds=np.array([0.5, 0.2], np.float32))
+    frame = range_map(prior, ["Dromaius novaehollandiae"], res=1)
+    assert (frame.in_range == (frame.prob >= np.float32(0.2))).all()
+    assert frame.attrs["thresholds"] == {"Dromaius novaehollandiae": pytest.approx(0.2)}
+    with pytest.raises(ConfigError, match="no stored thresholds"):
+        range_map(BlobPrior(), "Setophaga virens", res=1)
+
+
+def test_rule_thresholds_come_from_observations():
+    rng = np.random.default_rng(0)
+    obs = Observations.from_arrays(
+        43 + rng.normal(0, 3, 50), -75 + rng.normal(0, 3, 50), ["Setophaga virens"] * 50
+    )
+    values = BlobPrior().predict(obs.lat, obs.lon)[:, 0]
+    t = resolve_thresholds(BlobPrior(), ["Setophaga virens"], "lpt", obs)
+    assert t[0] == np.percentile(values, 5, method="lower")
+    with pytest.raises(ConfigError, match="observations"):
+        resolve_thresholds(BlobPrior(), ["Setophaga virens"], "f1")
+    with pytest.raises(ConfigError, match="no threshold"):
+        resolve_thresholds(BlobPrior(), list(CENTRES), "lpt", obs)  # no emu presences
+    for bad in (1.5, -0.1, [0.1, 0.2, 0.3], "max"):
+        with pytest.raises(ValueError):
+            resolve_thresholds(BlobPrior(), list(CENTRES), bad)
+
+
+def test_unknown_species_suggest_close_matches():
+    with pytest.raises(UnknownSpeciesError, match="Did you mean 'Setophaga virens'"):
+        range_map(BlobPrior(), "Setophaga viren", threshold=0.5)
+
+
+def test_month_and_date():
+    prior = BlobPrior(seasonal=True)
+    june = range_map(prior, "Setophaga virens", res=1, month=6, threshold=0.3)
+    june15 = range_map(prior, "Setophaga virens", res=1, date="2019-06-15", threshold=0.3)
+    year = range_map(prior, "Setophaga virens", res=1, threshold=0.3)
+    np.testing.assert_allclose(june.prob, year.prob * 0.5, rtol=1e-6)
+    np.testing.assert_array_equal(june.prob, june15.prob)
+    assert june.attrs["month"] == 6 and june.attrs["date"] == "2021-06-15"
+    with pytest.raises(ConfigError):
+        range_map(prior, "Setophaga virens", month=13, threshold=0.3)
+    with pytest.raises(ConfigError, match="not both"):
+        range_map(prior, "Setophaga virens", month=6, date="2021-06-15", threshold=0.3)
+    with pytest.raises(DateError):
+        range_map(prior, "Setophaga virens", date="2021-02-30", threshold=0.3)
+    monthly = monthly_range_maps(prior, "Setophaga virens", res=1, threshold=0.3)
+    assert monthly.month.unique().tolist() == list(range(1, 13))
+    assert (monthly.groupby("month").in_range.sum().diff().dropna() >= 0).all()
+
+
+def test_dissolve_gives_one_valid_multipolygon_per_species():
+    prior = BlobPrior()
+    cells = range_map(prior, list(CENTRES), res=3, threshold=0.3)
+    dissolved = range_map(prior, list(CENTRES), res=3, threshold=0.3, dissolve=True)
+    assert list(dissolved.species) == list(CENTRES)
+    assert (dissolved.geom_type == "MultiPolygon").all() and dissolved.geometry.is_valid.all()
+    for _, row in dissolved.iterrows():
+        inside = cells[(cells.species == row.species) & cells.in_range]
+        assert row.n_cells == len(inside)
+        assert row.geometry.area == pytest.approx(
+            shapely.area(inside.geometry.values).sum(), rel=1e-6
+        )
+    empty = range_map(prior, "Setophaga virens", res=1, threshold=1.0, dissolve=True)
+    assert empty.geometry.iloc[0].is_empty and empty.n_cells.iloc[0] == 0
+
+
+# ---------------------------------------------------------------------------- files
+@pytest.fixture(scope="module")
+def frame():
+    return range_map(BlobPrior(), list(CENTRES), res=2, threshold=0.3)
+
+
+@pytest.mark.parametrize("suffix", [".geojson", ".gpkg", ".parquet"])
+def test_vector_formats_round_trip(frame, tmp_path, suffix):
+    path = write_range_map(frame, tmp_path / f"map{suffix}")
+    back = gpd.read_parquet(path) if suffix == ".parquet" else gpd.read_file(path)
+    assert back.crs.to_epsg() == 4326
+    assert list(back.columns) == list(frame.columns)
+    assert back.h3_cell.tolist() == frame.h3_cell.tolist()
+    np.testing.assert_allclose(back.prob, frame.prob, rtol=1e-6, atol=1e-30)
+    assert back.in_range.astype(bool).tolist() == frame.in_range.tolist()
+    assert back.geometry.is_valid.all()
+    # GeoPackage promotes every polygon to a MultiPolygon; the shapes stay the same
+    distance = shapely.hausdorff_distance(back.geometry.values, frame.geometry.values)
+    assert (distance < 1e-6).all()
+
+
+def test_csv_holds_the_cells(frame, tmp_path):
+    back = pd.read_csv(write_range_map(frame, tmp_path / "cells.csv"))
+    assert list(back.columns) == ["h3_cell", "species", "prob", "in_range"]
+    assert back.h3_cell.tolist() == frame.h3_cell.tolist()
+    dissolved = range_map(BlobPrior(), "Setophaga virens", res=1, threshold=0.3, dissolve=True)
+    with pytest.raises(ConfigError, match="CSV"):
+        write_range_map(dissolved, tmp_path / "d.csv")
+    write_range_map(dissolved, tmp_path / "d.gpkg")
+    assert gpd.read_file(tmp_path / "d.gpkg").n_cells.tolist() == dissolved.n_cells.tolist()
+
+
+def test_png_is_an_image_of_the_expected_size(frame, tmp_path):
+    one = frame[frame.species == "Setophaga virens"]
+    one.attrs = frame.attrs
+    assert png_size(write_range_map(one, tmp_path / "a.png", figsize=(5, 3), dpi=50)) == (250, 150)
+    both = write_range_map(frame, tmp_path / "b.png", color="in_range", figsize=(6, 3), dpi=40)
+    assert png_size(both) == (240, 120)
+    monthly = monthly_range_maps(BlobPrior(seasonal=True), "Setophaga virens", res=1, threshold=0.3)
+    assert png_size(write_range_map(monthly, tmp_path / "m.png", dpi=20)) == (360, 208)
+    with pytest.raises(ConfigError, match="color"):
+        write_range_map(frame, tmp_path / "c.png", color="rainbow")
+
+
+def test_outputs_are_not_overwritten_without_asking(frame, tmp_path):
+    path = write_range_map(frame, tmp_path / "map.gpkg")
+    with pytest.raises(OutputExistsError):
+        write_range_map(frame, path)
+    write_range_map(frame.iloc[:10], path, overwrite=True)
+    assert len(gpd.read_file(path)) == 10
+    with pytest.raises(ConfigError, match="format"):
+        write_range_map(frame, tmp_path / "map.shp")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.gpkg"]  # no temporary files
+
+
+def test_all_species_streams_row_groups_that_match_range_map(tmp_path):
+    prior = BlobPrior(thresholds=np.array([0.3, 0.4], np.float32))
+    path = tmp_path / "all.parquet"
+    summary = write_all_species(prior, path, res=2, chunk_values=600)
+    assert pq.ParquetFile(path).metadata.num_row_groups > 1
+    back = gpd.read_parquet(path)
+    assert back.crs.to_epsg() == 4326 and back.in_range.all()
+    expected = range_map(prior, list(CENTRES), res=2)
+    expected = expected[expected.in_range]
+    assert summary["rows"] == len(back) == len(expected)
+    key = ["species", "h3_cell"]
+    a = back.sort_values(key).reset_index(drop=True)
+    b = expected.sort_values(key).reset_index(drop=True)
+    assert a.h3_cell.tolist() == b.h3_cell.tolist() and a.species.tolist() == b.species.tolist()
+    np.testing.assert_array_equal(a.prob, b.prob)
+    assert a.geometry.geom_equals_exact(b.geometry, tolerance=0).all()
+    every = write_all_species(prior, tmp_path / "every.parquet", res=1, in_range_only=False)
+    assert every["rows"] == len(cell_grid(1, land_only=True)) * 2
+    with pytest.raises(OutputExistsError):
+        write_all_species(prior, path, res=2)
+    with pytest.raises(ConfigError, match="parquet"):
+        write_all_species(prior, tmp_path / "all.gpkg", res=2)
+
+
+def test_works_with_a_baseline_and_a_trained_geoprior(synthetic_obs, trained_prior):
+    grid_prior = CountGridPrior.fit(synthetic_obs, res=3)
+    frame = range_map(
+        grid_prior, "Australis beta", res=2, threshold="lpt", observations=synthetic_obs
+    )
+    inside = frame[frame.in_range]
+    assert len(inside) and (shapely.get_y(shapely.centroid(inside.geometry.values)) < 0).all()
+    geo = range_map(
+        trained_prior, "Borealis alpha", res=2, threshold="lpt", observations=synthetic_obs
+    )
+    assert shapely.get_y(shapely.centroid(geo[geo.in_range].geometry.values)).mean() > 30
+
+
+# ---------------------------------------------------------------------------- CLI
+@pytest.fixture(scope="module")
+def saved_prior(tmp_path_factory, trained_prior, synthetic_obs):
+    from geoprior.thresholds import compute_thresholds
+
+    prior = GeoPrior(
+        trained_prior.species,
+        trained_prior.params,
+        dict(trained_prior.header),
+        thresholds=compute_thresholds(trained_prior, synthetic_obs),
+    )
+    path = tmp_path_factory.mktemp("maps") / "small.prior"
+    prior.save(path)
+    return path
+
+
+def test_cli_writes_maps_and_protects_outputs(saved_prior, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "map.gpkg"
+    args = ["range-map", str(saved_prior), "Borealis alpha", "--res", "2", "-o", str(out)]
+    result = runner.invoke(main, args)
+    assert result.exit_code == 0, result.output
+    back = gpd.read_file(out)
+    assert back.crs.to_epsg() == 4326 and back.in_range.any()
+    again = runner.invoke(main, args)
+    assert again.exit_code == 1 and "--overwrite" in again.output
+    assert runner.invoke(main, [*args, "--overwrite", "--month", "6"]).exit_code == 0
+    png = tmp_path / "map.png"
+    result = runner.invoke(
+        main, ["range-map", str(saved_prior), "Borealis alpha", "--res", "1", "-o", str(png)]
+    )
+    assert result.exit_code == 0, result.output
+    assert png_size(png) == (18 * 120, int((3 * 3.2 + 0.8) * 120))  # twelve monthly panels
+
+
+def test_cli_errors_and_all_species(saved_prior, tmp_path):
+    runner = CliRunner()
+    base = ["range-map", str(saved_prior)]
+    bad = runner.invoke(main, [*base, "Borealis alpah", "-o", str(tmp_path / "x.csv")])
+    assert bad.exit_code == 1 and "Did you mean 'Borealis alpha'" in bad.output
+    usage = runner.invoke(main, [*base, "Borealis alpha", "-o", str(tmp_path / "x.txt")])
+    assert usage.exit_code == 2
+    usage = runner.invoke(
+        main, [*base, "Borealis alpha", "--threshold", "lpt", "-o", str(tmp_path / "x.csv")]
+    )
+    assert usage.exit_code == 2 and "--observations" in usage.output
+    out = tmp_path / "all.parquet"
+    result = runner.invoke(main, [*base, "--all-species", "--res", "2", "--quiet", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert set(gpd.read_parquet(out).species) <= set(load_prior(saved_prior).species)
+    csv = tmp_path / "cells.csv"
+    result = runner.invoke(
+        main,
+        [
+            *base,
+            "Borealis alpha",
+            "--res",
+            "1",
+            "--threshold",
+            "0.2",
+            "--bbox",
+            "-120,40,-80,70",
+            "-o",
+            str(csv),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    cells = pd.read_csv(csv)
+    assert len(cells) and (cells.in_range == (cells.prob >= 0.2)).all()

@@ -1,0 +1,189 @@
+import json
+
+import numpy as np
+import pytest
+from conftest import REGIONS, small_config
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import geoprior
+from geoprior import (
+    ClassMismatchError,
+    ConfigError,
+    CoordinateError,
+    DateError,
+    GeoPrior,
+    NonFiniteError,
+    Observations,
+    OutputExistsError,
+    UnknownSpeciesError,
+    load_prior,
+    train_prior,
+)
+from geoprior.prior import top_k_frame
+
+RNG = np.random.default_rng(7)
+LAT = RNG.uniform(-70, 70, 23)
+LON = RNG.uniform(-180, 180, 23)
+DATES = np.datetime64("2021-01-01") + RNG.integers(0, 365, 23)
+
+
+@pytest.fixture(scope="module")
+def cov_prior():
+    """A tiny prior trained with two covariates."""
+    rng = np.random.default_rng(3)
+    n = 120
+    obs = Observations.from_arrays(
+        rng.uniform(40, 50, n),
+        rng.uniform(0, 10, n),
+        np.where(np.arange(n) % 2 == 0, "Warm one", "Cold one"),
+        covariates=np.column_stack([rng.normal(15, 5, n), rng.normal(800, 100, n)]),
+        covariate_names=["temp", "rain"],
+    )
+    return train_prior(obs, small_config(steps=20), progress=False)
+
+
+def test_is_a_prior(trained_prior):
+    assert isinstance(trained_prior, geoprior.Prior)
+    assert isinstance(trained_prior, GeoPrior)
+    assert trained_prior.n_species == len(trained_prior.species) == 5
+    assert trained_prior.uses_date
+    assert "5 species" in repr(trained_prior)
+
+
+def test_save_load_predicts_bit_identically(trained_prior, tmp_path):
+    path = trained_prior.save(tmp_path / "birds.prior")
+    loaded = load_prior(path)
+    assert isinstance(loaded, GeoPrior)
+    assert loaded.species == trained_prior.species
+    as_json = json.loads(json.dumps(trained_prior.header))
+    assert {k: loaded.header[k] for k in as_json} == as_json
+    assert loaded.header["kind"] == "GeoPrior"
+    for date in (None, DATES):
+        np.testing.assert_array_equal(
+            loaded.predict(LAT, LON, date), trained_prior.predict(LAT, LON, date)
+        )
+    np.testing.assert_array_equal(loaded.loss_curve, trained_prior.loss_curve)
+    with pytest.raises(OutputExistsError):
+        trained_prior.save(path, overwrite=False)
+
+
+def test_save_load_with_covariates(cov_prior, tmp_path):
+    cov = np.column_stack([np.linspace(5, 25, 4), np.linspace(600, 1000, 4)])
+    loaded = load_prior(cov_prior.save(tmp_path / "c"))
+    assert loaded.covariate_names == ("temp", "rain")
+    np.testing.assert_array_equal(
+        loaded.predict([45.0] * 4, [5.0] * 4, covariates=cov),
+        cov_prior.predict([45.0] * 4, [5.0] * 4, covariates=cov),
+    )
+
+
+def test_batched_equals_unbatched(trained_prior):
+    for date in (None, DATES):
+        small = trained_prior.predict(LAT, LON, date, batch_size=7)
+        large = trained_prior.predict(LAT, LON, date, batch_size=10_000)
+        np.testing.assert_array_equal(small, large)
+
+
+def test_shapes_and_probability_range(trained_prior):
+    p = trained_prior.predict(LAT, LON, DATES)
+    assert p.shape == (23, 5) and p.dtype == np.float32
+    assert ((p >= 0) & (p <= 1)).all()
+    assert trained_prior.predict(10.0, 20.0).shape == (1, 5)
+    assert trained_prior.predict([], []).shape == (0, 5)
+    np.testing.assert_allclose(
+        np.log(trained_prior.predict(LAT, LON, DATES)),
+        trained_prior.log_prob(LAT, LON, DATES),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert (trained_prior.log_prob(LAT, LON) <= 0).all()
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 22), st.sampled_from(["2021-03-01", "2021-08-20"]))
+def test_one_date_broadcasts_like_a_date_per_row(trained_prior, row, date):
+    one = trained_prior.predict(LAT, LON, date)
+    per_row = trained_prior.predict(LAT, LON, [date] * LAT.size)
+    np.testing.assert_array_equal(one, per_row)
+    alone = trained_prior.predict(LAT[row], LON[row], np.datetime64(date))
+    np.testing.assert_allclose(alone[0], one[row], rtol=1e-5)
+
+
+def test_undated_rows_get_the_year_round_prior(trained_prior):
+    dates = np.array(["2021-07-01", None, "2021-01-10"], dtype=object)
+    mixed = trained_prior.predict(LAT[:3], LON[:3], dates)
+    np.testing.assert_allclose(mixed[1], trained_prior.predict(LAT[1], LON[1])[0], rtol=1e-5)
+    np.testing.assert_allclose(
+        mixed[0], trained_prior.predict(LAT[0], LON[0], "2021-07-01")[0], rtol=1e-5
+    )
+
+
+def test_top_k_frame_columns_and_ordering(trained_prior):
+    frame = trained_prior.top_k(LAT[:4], LON[:4], "2021-06-01", k=3)
+    assert list(frame.columns) == ["row", "rank", "species", "prob"]
+    assert len(frame) == 12
+    assert frame["row"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert frame["rank"].tolist() == [1, 2, 3] * 4
+    probs = trained_prior.predict(LAT[:4], LON[:4], "2021-06-01")
+    for row, group in frame.groupby("row"):
+        assert (np.diff(group["prob"].to_numpy()) <= 0).all()
+        best = [trained_prior.species[i] for i in np.argsort(-probs[row], kind="stable")[:3]]
+        assert group["species"].tolist() == best
+    everything = trained_prior.top_k(0.0, 0.0, k=99)
+    assert len(everything) == 5
+    with pytest.raises(ConfigError, match="k must be >= 1"):
+        trained_prior.top_k(0.0, 0.0, k=0)
+
+
+def test_top_k_species_filter(trained_prior):
+    chosen = ["Australis beta", "Hiemalis winter"]
+    frame = trained_prior.top_k(*REGIONS["Australis beta"], k=5, species=chosen)
+    assert sorted(frame["species"]) == sorted(chosen)
+    assert frame["species"].iloc[0] == "Australis beta"
+    single = trained_prior.top_k(0.0, 0.0, species="Borealis alpha")
+    assert single["species"].tolist() == ["Borealis alpha"]
+    with pytest.raises(UnknownSpeciesError, match="Did you mean 'Borealis alpha'") as info:
+        trained_prior.top_k(0.0, 0.0, species=["Borealis alfa"])
+    assert not str(info.value).startswith('"')
+
+
+@pytest.mark.parametrize(
+    "lat, lon, date, error, fragment",
+    [
+        ([np.nan], [0.0], None, CoordinateError, "latitudes are missing"),
+        ([10.0, 91.0], [0.0, 0.0], None, CoordinateError, "first: row 1 = 91.0"),
+        ([0.0], [200.0], None, CoordinateError, "outside [-180, 180]"),
+        ([0.0], [0.0], "2021-02-30", DateError, "impossible"),
+        ([0.0], [0.0], "not a date", DateError, "could not be parsed"),
+        ([0.0, 1.0, 2.0], [0.0, 1.0, 2.0], ["2021-01-01"] * 2, ClassMismatchError, "3 locations"),
+        ([0.0, 1.0], [0.0], None, CoordinateError, "2 latitudes but 1 longitudes"),
+    ],
+)
+def test_bad_queries_raise(trained_prior, lat, lon, date, error, fragment):
+    for call in (trained_prior.predict, trained_prior.log_prob, trained_prior.top_k):
+        with pytest.raises(error) as info:
+            call(lat, lon, date)
+        assert fragment in str(info.value)
+
+
+def test_covariate_errors(trained_prior, cov_prior):
+    with pytest.raises(ClassMismatchError, match="trained without covariates"):
+        trained_prior.predict(0.0, 0.0, covariates=[[1.0]])
+    with pytest.raises(ClassMismatchError, match=r"needs covariates \['temp', 'rain'\]"):
+        cov_prior.predict(45.0, 5.0)
+    with pytest.raises(ClassMismatchError, match=r"shape \(2, 1\), expected \(2, 2\)"):
+        cov_prior.predict([45.0, 46.0], [5.0, 5.0], covariates=[1.0, 2.0])
+    with pytest.raises(NonFiniteError, match="1 of 2 covariate rows are not finite; first: row 1"):
+        cov_prior.predict([45.0, 46.0], [5.0, 5.0], covariates=[[10.0, 700.0], [np.inf, 1.0]])
+    one = cov_prior.predict(45.0, 5.0, covariates=[[10.0, 700.0]])
+    assert one.shape == (1, 2) and ((one >= 0) & (one <= 1)).all()
+    frame = cov_prior.top_k([45.0], [5.0], k=1, covariates=[[10.0, 700.0]])
+    assert len(frame) == 1
+
+
+def test_top_k_frame_is_stable_on_ties():
+    probs = np.array([[0.2, 0.5, 0.5], [0.1, 0.1, 0.1]])
+    frame = top_k_frame(probs, ["a", "b", "c"], 2)
+    assert frame["species"].tolist() == ["b", "c", "a", "b"]
+    assert frame["prob"].tolist() == [0.5, 0.5, 0.1, 0.1]
