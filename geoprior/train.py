@@ -29,7 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .encoding import EncoderSpec, encode_inputs, encoder_spec_for, place_scales_km
+from .encoding import (
+    EARTH_RADIUS_KM,
+    EncoderSpec,
+    encode_inputs,
+    encoder_spec_for,
+    place_scales_km,
+)
 from .errors import ConfigError, EmptyDataError, OutputExistsError, PriorFileError
 from .land import land_cells
 from .losses import LOSSES, an_full, an_ssdl, maxent
@@ -39,7 +45,7 @@ from .thresholds import compute_thresholds
 
 __all__ = ["TrainConfig", "train_prior", "resolve_config"]
 
-BACKGROUNDS = ("auto", "target", "uniform", "land", "extent")
+BACKGROUNDS = ("auto", "target", "uniform", "land", "extent", "far", "target+extent", "target+far")
 CHECKPOINT = "checkpoint.npz"
 CHECKPOINT_META = "checkpoint.json"
 
@@ -57,7 +63,10 @@ class TrainConfig:
         background: where negatives are drawn: ``"target"`` (places where any species was
             observed: corrects for where observers go), ``"uniform"`` (the sphere),
             ``"land"`` (land anywhere), ``"extent"`` (land within the data's padded
-            bounding box), or ``"auto"``: half target-group, half ``"extent"``.
+            bounding box), ``"far"`` (land farther than ``far_km`` — a tenth of the data's
+            extent — from every observed place), or two joined by ``+`` (half each).
+            ``"auto"`` is ``"target+far"``: near the data, absences are only assumed where
+            other species were recorded; far from all data, everywhere.
         use_date: ``"auto"`` uses the date input when at least half the rows are dated.
         date_dropout: fraction of dated rows shown undated in training, so the same
             model answers undated queries with a year-round prior.
@@ -165,6 +174,7 @@ class Resolved:
     bbox: tuple[float, float, float, float]
     spacing_km: float
     extent_km: float
+    far_km: float
 
 
 def resolve_config(config: TrainConfig, obs: Observations) -> Resolved:
@@ -191,7 +201,7 @@ def resolve_config(config: TrainConfig, obs: Observations) -> Resolved:
         pos_weight = float(min(2048, obs.n_species))
     background = config.background
     if background == "auto":
-        background = "target+extent"
+        background = "target+far"
     e = obs.extent()
     pad_lat = max(0.1 * (e["north"] - e["south"]), 2 * spacing / 111.0, 0.5)
     span = (e["east"] - e["west"]) % 360 if e["west"] > e["east"] else e["east"] - e["west"]
@@ -202,6 +212,7 @@ def resolve_config(config: TrainConfig, obs: Observations) -> Resolved:
         west = (e["west"] - pad_lon + 180) % 360 - 180
         east = (e["east"] + pad_lon + 180) % 360 - 180
     bbox = (west, max(-90.0, e["south"] - pad_lat), east, min(90.0, e["north"] + pad_lat))
+    far_km = max(extent / 10.0, 2.0 * spacing)
     return Resolved(
         enc,
         use_date,
@@ -212,6 +223,7 @@ def resolve_config(config: TrainConfig, obs: Observations) -> Resolved:
         tuple(round(v, 6) for v in bbox),
         round(spacing, 4),
         round(extent, 4),
+        round(far_km, 4),
     )
 
 
@@ -225,7 +237,9 @@ class _Sampler:
     """Sampling of background places on device: a mixture of observed places
     (target-group) and uniform land cells, or uniform on the sphere."""
 
-    def __init__(self, kind: str, bbox, obs_lat, obs_lon, extra_lat=None, extra_lon=None):
+    def __init__(
+        self, kind: str, bbox, obs_lat, obs_lon, extra_lat=None, extra_lon=None, far_km=None
+    ):
         self.kind = kind
         parts = kind.split("+")
         self.use_target = "target" in parts
@@ -237,9 +251,12 @@ class _Sampler:
             obs_lon if extra_lon is None else np.concatenate([obs_lon, extra_lon]), jnp.float32
         )
         self.cells = None
-        if self.uniform in ("land", "extent"):
+        if self.uniform in ("land", "extent", "far"):
             box = bbox if self.uniform == "extent" else (-180.0, -90.0, 180.0, 90.0)
             south, west, res, w = land_cells(box[0], box[1], box[2], box[3])
+            if self.uniform == "far":
+                far = _far_from(south + res / 2, west + res / 2, obs_lat, obs_lon, far_km)
+                south, west, w = south[far], west[far], w[far] / max(w[far].sum(), 1e-30)
             if len(w):
                 self.cells = (
                     jnp.asarray(south, jnp.float32),
@@ -285,6 +302,26 @@ class _Sampler:
         )
         jitter = jax.random.uniform(k3, (n, 2)) * res
         return south[i] + jitter[:, 0], west[i] + jitter[:, 1]
+
+
+def _far_from(lat, lon, place_lat, place_lon, km: float, max_places: int = 20000) -> np.ndarray:
+    """Mask of points farther than ``km`` from every place (a random subsample of at most
+    ``max_places`` distinct places; chunked dot products of unit vectors)."""
+    places = np.unique(np.round(np.stack([place_lat, place_lon], 1), 3), axis=0)
+    if len(places) > max_places:
+        places = places[np.random.default_rng(0).choice(len(places), max_places, replace=False)]
+
+    def unit(la, lo):
+        la, lo = np.radians(la), np.radians(lo)
+        return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], 1)
+
+    p = unit(places[:, 0], places[:, 1]).astype(np.float32)
+    cos_limit = np.cos(km / EARTH_RADIUS_KM)
+    out = np.empty(len(lat), bool)
+    for start in range(0, len(lat), 50_000):
+        q = unit(lat[start : start + 50_000], lon[start : start + 50_000]).astype(np.float32)
+        out[start : start + 50_000] = (q @ p.T).max(1) < cos_limit
+    return out
 
 
 def _standardise(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -392,7 +429,7 @@ def train_prior(
                     f"observations' {obs.covariate_names}"
                 )
             extra_cov = (background.covariates - cov_mean) / cov_std
-        if res.background not in ("target", "target+extent"):
+        if not res.background.startswith("target"):
             raise ConfigError("covariates need target-group background (places with covariates)")
     n_species = obs.n_species
     model = GeoNet(n_species, config.model)
@@ -404,6 +441,7 @@ def train_prior(
         obs.lon,
         None if background is None else background.lat,
         None if background is None else background.lon,
+        far_km=res.far_km,
     )
     doy_all = obs.day_of_year() if res.use_date else None
     pool_doy = None

@@ -85,7 +85,9 @@ def test_other_losses_train_and_rank(synthetic_obs, loss):
         np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-4)
 
 
-@pytest.mark.parametrize("background", ["uniform", "land", "target", "extent"])
+@pytest.mark.parametrize(
+    "background", ["uniform", "land", "target", "extent", "far", "target+extent", "target+far"]
+)
 def test_backgrounds(synthetic_obs, background):
     prior = train_prior(
         synthetic_obs, small_config(background=background, steps=20), progress=False
@@ -125,3 +127,31 @@ def test_config_errors():
     assert TrainConfig().with_updates({"model.width": 64, "steps": 5}).model.width == 64
     with pytest.raises(ConfigError, match="batch_size"):
         TrainConfig(batch_size=-3)
+
+
+def test_far_background_keeps_away_from_observed_places():
+    from geoprior.train import _far_from
+
+    lat = np.array([45.0, 45.0, 46.0, -30.0])
+    lon = np.array([7.0, 9.0, 7.0, 7.0])
+    far = _far_from(lat, lon, np.array([45.0]), np.array([7.0]), km=150.0)
+    # 0, ~157 km, ~111 km and ~8,300 km from the one observed place
+    assert far.tolist() == [False, True, False, True]
+
+
+def test_far_sampler_draws_only_far_places(synthetic_obs):
+    from geoprior.encoding import haversine_km
+    from geoprior.train import _Sampler
+
+    res = resolve_config(TrainConfig(background="target+far"), synthetic_obs)
+    sampler = _Sampler(
+        res.background, res.bbox, synthetic_obs.lat, synthetic_obs.lon, far_km=res.far_km
+    )
+    lat, lon, idx = (np.asarray(a) for a in sampler.sample(jax.random.key(0), 500))
+    uniform = idx < 0
+    assert 0.3 < uniform.mean() < 0.7
+    d = haversine_km(
+        lat[uniform, None], lon[uniform, None], synthetic_obs.lat[None], synthetic_obs.lon[None]
+    )
+    # cells are 0.1 degree: allow one cell of slack on the buffer
+    assert d.min() > res.far_km - 20
