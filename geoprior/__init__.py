@@ -22,6 +22,15 @@ from .errors import (
     SpeciesNameError,
     UnknownSpeciesError,
 )
+from .evaluate import (
+    average_precision,
+    error_reduction,
+    event_average_precision,
+    per_species_auc_ap,
+    recall_at_k,
+    roc_auc,
+    top_k_accuracy,
+)
 from .fusion import (
     Alignment,
     FusionParams,
@@ -80,6 +89,13 @@ __all__ = [
     "rerank",
     "fit_fusion",
     "read_logits",
+    "average_precision",
+    "error_reduction",
+    "event_average_precision",
+    "per_species_auc_ap",
+    "recall_at_k",
+    "roc_auc",
+    "top_k_accuracy",
     "Alignment",
     "FusionParams",
     "FusionResult",
