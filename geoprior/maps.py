@@ -28,7 +28,7 @@ from .errors import (
     OutputExistsError,
     SpeciesNameError,
 )
-from .grid import CellGrid, cell_grid, cell_polygons, cell_strings, parse_bbox
+from .grid import CellGrid, cell_grid, cell_polygons, cell_strings, merge_cells, parse_bbox
 from .query import species_indices
 from .thresholds import RULES, compute_thresholds
 from .validation import parse_dates
@@ -186,7 +186,7 @@ def _frame(grid, polygons, names, probs, thresholds, dissolve, attrs) -> gpd.Geo
     n, k = probs.shape
     in_range = probs >= thresholds[None, :]
     if dissolve:
-        geoms = [_multipolygon(shapely.union_all(polygons[in_range[:, j]])) for j in range(k)]
+        geoms = [_multipolygon(merge_cells(polygons[in_range[:, j]])) for j in range(k)]
         frame = gpd.GeoDataFrame(
             {
                 "species": names,

@@ -19,6 +19,7 @@ import numpy as np
 import shapely
 
 from .errors import ConfigError, EmptyDataError, MissingDependencyError
+from .grid import merge_cells
 
 __all__ = ["plot_range_map", "save_png", "land_outline"]
 
@@ -152,7 +153,7 @@ def plot_range_map(
             if inside.size:
                 _draw(
                     ax,
-                    np.array([shapely.union_all(inside)]),
+                    np.array([merge_cells(inside)]),
                     facecolor="none",
                     edgecolor=OUTLINE,
                     linewidth=0.9,

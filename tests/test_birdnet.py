@@ -107,3 +107,13 @@ def test_bad_inputs(prior, tmp_path):
     labels.write_text("Aa bb_Cc\nDd ee_Ff\n", encoding="utf-8")
     with pytest.raises(ClassMismatchError, match="6522 outputs but .* has 2 labels"):
         BirdNETPrior(prior.model_path, labels)
+
+
+def test_default_thresholds_are_birdnets_list_cutoff():
+    pytest.importorskip("ai_edge_litert", reason="the birdnet extra is not installed")
+    from geoprior.adapters.birdnet import LIST_THRESHOLD, BirdNETPrior
+
+    prior = BirdNETPrior()
+    assert prior.thresholds.shape == (len(prior.species),)
+    assert np.all(prior.thresholds == np.float32(LIST_THRESHOLD))
+    assert np.all(BirdNETPrior(threshold=0.1).thresholds == np.float32(0.1))

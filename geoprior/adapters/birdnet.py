@@ -69,6 +69,11 @@ def _interpreter_class():
     return Interpreter
 
 
+#: BirdNET-Analyzer's default location filter: a species is on the list for a place and week
+#: when the range model's score is at least this.
+LIST_THRESHOLD = 0.03
+
+
 class BirdNETPrior:
     """BirdNET's range model: ``p(species occurs | lat, lon, week)`` for 6,522 classes.
 
@@ -128,6 +133,14 @@ class BirdNETPrior:
                 f"{len(labels)} labels"
             )
         self._batch = 0
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """Per-species range thresholds: ``threshold`` when given, else BirdNET's own
+        species-list cutoff (:data:`LIST_THRESHOLD`, 0.03) for every species; range maps
+        and ``rerank``'s outside-range flag use them by default."""
+        value = LIST_THRESHOLD if self.threshold is None else self.threshold
+        return np.full(len(self._species), value, np.float32)
 
     @property
     def species(self) -> tuple[str, ...]:
