@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from h3.api import basic_int as _h3
 
+from .encoding import EARTH_RADIUS_KM, unit_xyz
 from .errors import (
     ClassMismatchError,
     ConfigError,
@@ -62,7 +63,6 @@ AUTO_HELD_OUT = 500
 AUTO_WORK = 20_000_000
 #: The nearest-neighbour prior keeps a dense ``locations x species`` table up to this size.
 _DENSE_TABLE_VALUES = 1 << 22
-EARTH_RADIUS_KM = 6371.0088
 
 
 # ---------------------------------------------------------------------------- shared helpers
@@ -606,11 +606,6 @@ def _load_count_grid(header: dict, arrays: dict) -> CountGridPrior:
 
 
 # ---------------------------------------------------------------------------- NearestNeighbor
-def _unit_xyz(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
-    la, lo = np.radians(lat), np.radians(lon)
-    return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=1)
-
-
 def _chord2(a_xyz: np.ndarray, b_xyz_t: np.ndarray) -> np.ndarray:
     """``(len(a), L)`` squared chord lengths between unit vectors (``b`` given as ``(3, L)``)."""
     dot = a_xyz[:, :1] * b_xyz_t[0] + a_xyz[:, 1:2] * b_xyz_t[1] + a_xyz[:, 2:3] * b_xyz_t[2]
@@ -676,7 +671,7 @@ class NearestNeighborPrior:
             )
         self._counts = counts
         self._global = _frequencies(self.global_counts, self.smoothing)
-        self._xyz = _unit_xyz(self.location_lat, self.location_lon)
+        self._xyz = unit_xyz(self.location_lat, self.location_lon)
         self._xyz_t = np.ascontiguousarray(self._xyz.T)
         self._dense = None
         if n_loc * s <= _DENSE_TABLE_VALUES:
@@ -754,7 +749,7 @@ class NearestNeighborPrior:
         for a in range(0, lat.size, step):
             b = min(lat.size, a + step)
             out[a:b] = self._smooth(
-                self._kernel_sums(self._chord2(_unit_xyz(lat[a:b], lon[a:b])), self.bandwidth_km)
+                self._kernel_sums(self._chord2(unit_xyz(lat[a:b], lon[a:b])), self.bandwidth_km)
             )
         return out
 

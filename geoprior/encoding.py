@@ -253,6 +253,12 @@ def encode_location(spec: EncoderSpec, lat, lon, frequencies=None):
     return fourier(lat, lon, spec.frequencies() if frequencies is None else frequencies)
 
 
+def unit_xyz(lat, lon) -> np.ndarray:
+    """Unit-sphere points ``(n, 3)`` of degrees (numpy; :func:`xyz` is the JAX encoder)."""
+    la, lo = np.radians(lat), np.radians(lon)
+    return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=-1)
+
+
 def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
     """Great-circle distance in km (numpy, broadcasting)."""
     p1, p2 = np.radians(lat1), np.radians(lat2)

@@ -22,6 +22,7 @@ import numpy as np
 import shapely
 from h3.api import numpy_int as _h3
 
+from .encoding import EARTH_RADIUS_KM
 from .errors import ConfigError, CoordinateError
 from .land import is_land
 
@@ -45,8 +46,7 @@ MAX_CELLS = 2_100_000
 #: Land test: a cell is land when its centre or one of six points at this fraction of the
 #: mean edge length from its centre falls on land (catches coastal cells whose centre is at sea).
 _LAND_PROBE = 0.75
-_EARTH_RADIUS_KM = 6371.0088
-_KM_PER_DEGREE = np.pi * _EARTH_RADIUS_KM / 180.0
+_KM_PER_DEGREE = np.pi * EARTH_RADIUS_KM / 180.0
 
 
 class CellGrid(NamedTuple):

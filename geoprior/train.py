@@ -35,6 +35,7 @@ from .encoding import (
     encode_inputs,
     encoder_spec_for,
     place_scales_km,
+    unit_xyz,
 )
 from .errors import ConfigError, EmptyDataError, OutputExistsError, PriorFileError
 from .land import land_cells
@@ -240,7 +241,6 @@ class _Sampler:
     def __init__(
         self, kind: str, bbox, obs_lat, obs_lon, extra_lat=None, extra_lon=None, far_km=None
     ):
-        self.kind = kind
         parts = kind.split("+")
         self.use_target = "target" in parts
         self.uniform = next((p for p in parts if p != "target"), None)
@@ -311,15 +311,11 @@ def _far_from(lat, lon, place_lat, place_lon, km: float, max_places: int = 20000
     if len(places) > max_places:
         places = places[np.random.default_rng(0).choice(len(places), max_places, replace=False)]
 
-    def unit(la, lo):
-        la, lo = np.radians(la), np.radians(lo)
-        return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], 1)
-
-    p = unit(places[:, 0], places[:, 1]).astype(np.float32)
+    p = unit_xyz(places[:, 0], places[:, 1]).astype(np.float32)
     cos_limit = np.cos(km / EARTH_RADIUS_KM)
     out = np.empty(len(lat), bool)
     for start in range(0, len(lat), 50_000):
-        q = unit(lat[start : start + 50_000], lon[start : start + 50_000]).astype(np.float32)
+        q = unit_xyz(lat[start : start + 50_000], lon[start : start + 50_000]).astype(np.float32)
         out[start : start + 50_000] = (q @ p.T).max(1) < cos_limit
     return out
 
