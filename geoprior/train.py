@@ -551,10 +551,14 @@ def train_prior(
     plan = _BatchPlan(obs.species_index, n_species, config.cap_per_species, config.seed, batch)
     bar = _progress(res.steps, start, progress)
     t0, seen = time.perf_counter(), 0
+    t_first = None  # wall time after the first step (which includes compilation)
     recent = []
     for step in range(start, res.steps):
         idx = plan.indices(step)
         state, loss = train_step(state, jnp.asarray(idx))
+        if t_first is None:
+            loss.block_until_ready()
+            t_first = time.perf_counter()
         recent.append(loss)
         seen += batch
         checkpoint_due = workdir is not None and (
@@ -577,12 +581,16 @@ def train_prior(
                 bar.update(step + 1 - bar.n)
         if checkpoint_due:
             _save_checkpoint(workdir, state, header, losses[: step + 1])
+    jax.block_until_ready(state.params)
     if bar is not None:
         bar.close()
+    timing = {"steps": res.steps - start, "seconds": round(time.perf_counter() - t0, 3)}
+    if t_first is not None and res.steps - start > 1:
+        timing["seconds_per_step"] = (time.perf_counter() - t_first) / (res.steps - start - 1)
     prior = GeoPrior(
         species=obs.species,
         params=jax.device_get(state.params),
-        header=header,
+        header={**header, "training": timing},
         cov_mean=cov_mean,
         cov_std=cov_std,
         loss_curve=losses,
