@@ -26,7 +26,15 @@ __all__ = ["LOSSES", "an_full", "an_ssdl", "maxent"]
 LOSSES = ("an_full", "an_ssdl", "maxent")
 
 
-def an_full(logits_obs, logits_bg, labels, pos_weight):
+def _real_columns(logits, n_species):
+    """Mask of the first ``n_species`` columns (the rest pad a head split over devices)."""
+    s = logits.shape[1]
+    if n_species is None or n_species == s:
+        return None, s
+    return jnp.arange(s) < n_species, n_species
+
+
+def an_full(logits_obs, logits_bg, labels, pos_weight, n_species=None):
     """Assume-negative full loss.
 
     Args:
@@ -34,13 +42,17 @@ def an_full(logits_obs, logits_bg, labels, pos_weight):
         logits_bg: ``(B', S)`` logits at background places.
         labels: ``(B,)`` int species observed.
         pos_weight: weight of the observed species' positive term.
+        n_species: only the first ``n_species`` columns count (default: all ``S``).
     """
     neg_obs = -jax.nn.log_sigmoid(-logits_obs)  # -log(1 - p)
+    neg_bg = -jax.nn.log_sigmoid(-logits_bg)
+    real, s = _real_columns(logits_obs, n_species)
+    if real is not None:
+        neg_obs, neg_bg = jnp.where(real, neg_obs, 0.0), jnp.where(real, neg_bg, 0.0)
     pos = -jax.nn.log_sigmoid(jnp.take_along_axis(logits_obs, labels[:, None], 1))[:, 0]
     neg_at_label = jnp.take_along_axis(neg_obs, labels[:, None], 1)[:, 0]
-    s = logits_obs.shape[1]
     per_obs = (neg_obs.sum(1) - neg_at_label + pos_weight * pos) / s
-    per_bg = (-jax.nn.log_sigmoid(-logits_bg)).mean(1)
+    per_bg = neg_bg.sum(1) / s
     return per_obs.mean() + per_bg.mean()
 
 
@@ -60,7 +72,11 @@ def an_ssdl(pos_logit, neg_logit, bg_logit, pos_weight):
     )
 
 
-def maxent(logits_obs, labels):
-    """Multinomial maximum-entropy (softmax cross-entropy) loss over species."""
+def maxent(logits_obs, labels, n_species=None):
+    """Multinomial maximum-entropy (softmax cross-entropy) loss over species (the first
+    ``n_species`` columns; default all)."""
+    real, _ = _real_columns(logits_obs, n_species)
+    if real is not None:
+        logits_obs = jnp.where(real, logits_obs, -jnp.inf)
     logp = jax.nn.log_softmax(logits_obs, axis=-1)
     return -jnp.take_along_axis(logp, labels[:, None], 1).mean()

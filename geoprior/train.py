@@ -22,13 +22,25 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from .batches import BlockPlan, MemoryRows, PermutationPlan, StoreRows
+from .distributed import (
+    is_main_process,
+    make_mesh,
+    put_batch,
+    put_global,
+    replicated,
+    shard_range,
+    to_host,
+)
 from .encoding import (
     EARTH_RADIUS_KM,
     EncoderSpec,
@@ -44,11 +56,16 @@ from .model import GeoNet, ModelConfig
 from .observations import Observations
 from .thresholds import compute_thresholds
 
+if TYPE_CHECKING:
+    from .columns import ColumnStore
+
 __all__ = ["TrainConfig", "train_prior", "resolve_config"]
 
 BACKGROUNDS = ("auto", "target", "uniform", "land", "extent", "far", "target+extent", "target+far")
 CHECKPOINT = "checkpoint.npz"
 CHECKPOINT_META = "checkpoint.json"
+PLACE_SAMPLE = 200_000  # rows of a ColumnStore whose places set the encoder scales and extent
+THRESHOLD_ROWS = 1000  # presences per species of a ColumnStore for the LPT thresholds
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,9 @@ class TrainConfig:
         cap_per_species: class-balanced sampling, at most this many rows of a species per
             epoch (``None``: every row, the data's own frequencies).
         use_covariates: feed the observations' covariates to the network.
+        model_parallel: devices that share one copy of the species head (its columns are
+            split over them); the batch is split over the remaining factor of the devices.
+            1 (default) replicates the parameters on every device.
     """
 
     loss: str = "an_full"
@@ -102,6 +122,7 @@ class TrainConfig:
     use_covariates: bool = True
     seed: int = 0
     checkpoint_every: int = 500
+    model_parallel: int = 1
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -117,6 +138,12 @@ class TrainConfig:
             raise ConfigError(f"date_dropout must be in [0, 1), got {self.date_dropout}")
         if self.cap_per_species is not None and self.cap_per_species < 1:
             raise ConfigError(f"cap_per_species must be >= 1 or None, got {self.cap_per_species}")
+        if isinstance(self.model_parallel, bool) or not (
+            isinstance(self.model_parallel, int) and self.model_parallel >= 1
+        ):
+            raise ConfigError(
+                f"model_parallel must be an integer >= 1, got {self.model_parallel!r}"
+            )
         for name in ("epochs", "learning_rate"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -178,22 +205,34 @@ class Resolved:
     far_km: float
 
 
-def resolve_config(config: TrainConfig, obs: Observations) -> Resolved:
-    """Turn ``"auto"`` values into numbers for these observations."""
+def resolve_config(
+    config: TrainConfig, obs: Observations | ColumnStore, data_parallel: int = 1
+) -> Resolved:
+    """Turn ``"auto"`` values into numbers for these observations.
+
+    ``data_parallel`` is the number of devices a batch is split over: the batch size must
+    be a multiple of it (``"auto"`` rounds up to one; a given size that is not raises).
+    """
     n = len(obs)
-    spacing, extent = place_scales_km(obs.lat, obs.lon)
+    lat, lon = _places(obs)
+    spacing, extent = place_scales_km(lat, lon)
     if isinstance(config.encoder, EncoderSpec):
         enc = config.encoder
     else:
-        enc = encoder_spec_for(obs.lat, obs.lon, kind=config.encoder, n_features=config.n_features)
-    use_date = (
-        bool(obs.has_date.mean() >= 0.5) if config.use_date == "auto" else bool(config.use_date)
-    )
-    if use_date and not obs.has_date.any():
+        enc = encoder_spec_for(lat, lon, kind=config.encoder, n_features=config.n_features)
+    dated = _dated_fraction(obs)
+    use_date = bool(dated >= 0.5) if config.use_date == "auto" else bool(config.use_date)
+    if use_date and not dated:
         raise ConfigError("use_date=True but no observation has a date")
     batch = config.batch_size
     if batch == "auto":
         batch = int(np.clip(2 ** round(math.log2(max(n / 16, 1))), 128, 2048))
+        batch = -(-batch // data_parallel) * data_parallel
+    elif batch % data_parallel:
+        raise ConfigError(
+            f"batch_size {batch} must be a multiple of the {data_parallel} devices it is "
+            f"split over; use {-(-int(batch) // data_parallel) * data_parallel} or 'auto'"
+        )
     steps = config.steps
     if steps == "auto":
         steps = int(np.clip(round(config.epochs * n / batch), config.min_steps, config.max_steps))
@@ -228,80 +267,85 @@ def resolve_config(config: TrainConfig, obs: Observations) -> Resolved:
     )
 
 
+def _places(data: Observations | ColumnStore) -> tuple[np.ndarray, np.ndarray]:
+    """Latitudes and longitudes that stand for the data's places (a ColumnStore: a
+    deterministic random sample of ``PLACE_SAMPLE`` rows)."""
+    if isinstance(data, Observations):
+        return data.lat, data.lon
+    rows = np.sort(data.sample_rows(min(PLACE_SAMPLE, len(data)), seed=0))
+    return np.asarray(data.lat[rows], np.float64), np.asarray(data.lon[rows], np.float64)
+
+
+def _dated_fraction(data: Observations | ColumnStore) -> float:
+    return float(data.has_date.mean()) if isinstance(data, Observations) else data.dated_fraction
+
+
 class TrainState(NamedTuple):
     params: Any
     opt_state: Any
     step: jnp.ndarray
 
 
-class _Sampler:
-    """Sampling of background places on device: a mixture of observed places
-    (target-group) and uniform land cells, or uniform on the sphere."""
+class _Background:
+    """Where uniform background places are drawn: tables (numpy, passed to the jitted step
+    as replicated arrays) and a pure sampler. Target-group places come with the batch."""
 
-    def __init__(
-        self, kind: str, bbox, obs_lat, obs_lon, extra_lat=None, extra_lon=None, far_km=None
-    ):
+    def __init__(self, kind: str, bbox, place_lat, place_lon, far_km=None):
         parts = kind.split("+")
         self.use_target = "target" in parts
         self.uniform = next((p for p in parts if p != "target"), None)
-        self.pool_lat = jnp.asarray(
-            obs_lat if extra_lat is None else np.concatenate([obs_lat, extra_lat]), jnp.float32
-        )
-        self.pool_lon = jnp.asarray(
-            obs_lon if extra_lon is None else np.concatenate([obs_lon, extra_lon]), jnp.float32
-        )
-        self.cells = None
+        self.bbox, self.res = bbox, 0.0
+        self.tables: dict[str, np.ndarray] = {}
         if self.uniform in ("land", "extent", "far"):
             box = bbox if self.uniform == "extent" else (-180.0, -90.0, 180.0, 90.0)
             south, west, res, w = land_cells(box[0], box[1], box[2], box[3])
             if self.uniform == "far":
-                far = _far_from(south + res / 2, west + res / 2, obs_lat, obs_lon, far_km)
+                far = _far_from(south + res / 2, west + res / 2, place_lat, place_lon, far_km)
                 south, west, w = south[far], west[far], w[far] / max(w[far].sum(), 1e-30)
             if len(w):
-                self.cells = (
-                    jnp.asarray(south, jnp.float32),
-                    jnp.asarray(west, jnp.float32),
-                    float(res),
-                    jnp.asarray(np.cumsum(w), jnp.float32),
-                )
-        self.bbox = bbox
+                self.res = float(res)
+                self.tables = {
+                    "south": south.astype(np.float32),
+                    "west": west.astype(np.float32),
+                    "cdf": np.cumsum(w).astype(np.float32),
+                }
 
-    def sample(self, key, n: int):
-        """``(lat, lon, pool_index)`` of n background places; ``pool_index`` is -1 for
-        places not drawn from the observation pool."""
-        k1, k2, k3, k4 = jax.random.split(key, 4)
+    def sample(self, tables, key, n: int, target=None):
+        """``(lat, lon, from_target)`` of n background places; ``target`` holds the batch's
+        target-group places (``bg_lat``, ``bg_lon``), used for about half of them."""
+        k1, k2 = jax.random.split(key)
         if self.uniform is None:
-            idx = jax.random.randint(k1, (n,), 0, self.pool_lat.shape[0])
-            return self.pool_lat[idx], self.pool_lon[idx], idx
-        lat_u, lon_u = self._uniform(k2, n)
+            return target["bg_lat"], target["bg_lon"], jnp.ones((n,), bool)
+        lat_u, lon_u = self._uniform(tables, k2, n)
         if not self.use_target:
-            return lat_u, lon_u, jnp.full((n,), -1)
-        idx = jax.random.randint(k1, (n,), 0, self.pool_lat.shape[0])
-        take_target = jax.random.bernoulli(k3, 0.5, (n,))
-        lat = jnp.where(take_target, self.pool_lat[idx], lat_u)
-        lon = jnp.where(take_target, self.pool_lon[idx], lon_u)
-        return lat, lon, jnp.where(take_target, idx, -1)
+            return lat_u, lon_u, jnp.zeros((n,), bool)
+        take = jax.random.bernoulli(k1, 0.5, (n,))
+        return (
+            jnp.where(take, target["bg_lat"], lat_u),
+            jnp.where(take, target["bg_lon"], lon_u),
+            take,
+        )
 
-    def _uniform(self, key, n):
+    def _uniform(self, tables, key, n):
         k1, k2, k3 = jax.random.split(key, 3)
-        if self.uniform == "uniform" or (self.cells is None and self.uniform == "land"):
+        if self.uniform == "uniform" or (not tables and self.uniform == "land"):
             z = jax.random.uniform(k1, (n,), minval=-1.0, maxval=1.0)
             return jnp.degrees(jnp.arcsin(z)), jax.random.uniform(
                 k2, (n,), minval=-180.0, maxval=180.0
             )
-        if self.cells is None:  # extent without land cells (e.g. small islands): the box
+        if not tables:  # extent without land cells (e.g. small islands): the box
             w, s, e, nn = self.bbox
             span = (e - w) % 360 if w > e else e - w
             zs, zn = math.sin(math.radians(s)), math.sin(math.radians(nn))
             z = jax.random.uniform(k1, (n,), minval=zs, maxval=zn)
             lon = w + jax.random.uniform(k2, (n,), minval=0.0, maxval=span)
             return jnp.degrees(jnp.arcsin(z)), (lon + 180.0) % 360.0 - 180.0
-        south, west, res, cdf = self.cells
+        cdf = tables["cdf"]
         i = jnp.clip(
             jnp.searchsorted(cdf, jax.random.uniform(k1, (n,)) * cdf[-1]), 0, cdf.shape[0] - 1
         )
-        jitter = jax.random.uniform(k3, (n, 2)) * res
-        return south[i] + jitter[:, 0], west[i] + jitter[:, 1]
+        jitter = jax.random.uniform(k3, (n, 2)) * self.res
+        return tables["south"][i] + jitter[:, 0], tables["west"][i] + jitter[:, 1]
 
 
 def _far_from(lat, lon, place_lat, place_lon, km: float, max_places: int = 20000) -> np.ndarray:
@@ -326,59 +370,57 @@ def _standardise(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), np.where(std > 0, std, 1.0).astype(np.float32)
 
 
-def _epoch_order(
-    obs_species: np.ndarray, n_species: int, cap: int | None, seed: int, epoch: int
-) -> np.ndarray:
-    rng = np.random.default_rng([seed, epoch])
-    if cap is None:
-        return rng.permutation(obs_species.size)
-    order = rng.permutation(obs_species.size)
-    sp = obs_species[order]
-    # rank of each row within its species in this random order; keep the first `cap`
-    sort = np.argsort(sp, kind="stable")
-    counts = np.bincount(sp, minlength=n_species)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    rank = np.empty_like(sort)
-    rank[sort] = np.arange(sort.size) - np.repeat(starts, counts)
-    return order[rank < cap]
+def _is_head(path) -> bool:
+    """The species head's kernel, in the parameters and in the optimiser's moments."""
+    return any(getattr(k, "key", None) == "head_out" for k in path)
 
 
-class _BatchPlan:
-    """Row indices of each step: consecutive slices of per-epoch permutations (the
-    current epoch's permutation is cached, so a step costs O(batch))."""
+def _state_shardings(state_shapes, mesh, model_parallel: int):
+    """Replicated, except the species head's columns split over ``"model"``."""
 
-    def __init__(self, species: np.ndarray, n_species: int, cap: int | None, seed: int, batch: int):
-        self.species, self.n_species, self.cap, self.seed, self.batch = (
-            species,
-            n_species,
-            cap,
-            seed,
-            batch,
+    def one(path, x):
+        if model_parallel > 1 and _is_head(path):
+            return NamedSharding(mesh, P(*([None] * (x.ndim - 1)), "model"))
+        return NamedSharding(mesh, P())
+
+    return jax.tree_util.tree_map_with_path(one, state_shapes)
+
+
+def _rows_for(data, res: Resolved, config: TrainConfig, use_cov, cov_mean, cov_std, background):
+    """The process's row source and batch plan (its own shard of the rows)."""
+    lo, hi = shard_range(len(data))
+    if hi <= lo:
+        raise EmptyDataError(
+            f"process {jax.process_index()} of {jax.process_count()} got no rows: "
+            f"{len(data)} observations are fewer than the processes"
         )
-        self._epoch, self._order = -1, np.zeros(0, np.int64)
-        self.epoch_len = self._order_of(0).size
-        if self.epoch_len == 0:
-            raise EmptyDataError("no rows to sample from")
-
-    def _order_of(self, epoch: int) -> np.ndarray:
-        if epoch != self._epoch:
-            self._epoch = epoch
-            self._order = _epoch_order(self.species, self.n_species, self.cap, self.seed, epoch)
-        return self._order
-
-    def indices(self, step: int) -> np.ndarray:
-        start, parts, need = step * self.batch, [], self.batch
-        while need:
-            epoch, offset = divmod(start, self.epoch_len)
-            take = self._order_of(epoch)[offset : offset + need]
-            parts.append(take)
-            need -= take.size
-            start += take.size
-        return np.concatenate(parts).astype(np.int32)
+    mean, std = (cov_mean, cov_std) if use_cov else (None, None)
+    local_batch = res.batch_size // jax.process_count()
+    if isinstance(data, Observations):
+        rows = MemoryRows(
+            data, lo, hi, use_date=res.use_date, cov_mean=mean, cov_std=std, extra=background
+        )
+        plan = PermutationPlan(
+            rows.species,
+            data.n_species,
+            config.cap_per_species,
+            config.seed,
+            local_batch,
+            jax.process_index(),
+            rows.n_pool,
+        )
+        return rows, plan
+    if background is not None or config.cap_per_species is not None:
+        raise ConfigError(
+            "training from a ColumnStore supports neither extra background places nor "
+            "cap_per_species; convert them into the store or train in memory"
+        )
+    rows = StoreRows(data, lo, hi, use_date=res.use_date, cov_mean=mean, cov_std=std)
+    return rows, BlockPlan(rows.n, config.seed, local_batch, process=jax.process_index())
 
 
 def train_prior(
-    observations: Observations,
+    observations: Observations | ColumnStore,
     config: TrainConfig | None = None,
     workdir: str | os.PathLike | None = None,
     *,
@@ -388,11 +430,17 @@ def train_prior(
 ):
     """Train a :class:`~geoprior.GeoPrior` on presence-only observations.
 
+    Training runs on every device JAX sees (all local accelerators, or every process's
+    devices after :func:`geoprior.distributed.initialize`): each global batch is split
+    over the devices, and each process reads only its own shard of the rows. The result
+    does not depend on the number of devices (up to floating-point summation order).
+
     Args:
-        observations: training records (see :func:`geoprior.read_observations`).
+        observations: training records in memory (see :func:`geoprior.read_observations`),
+            or a :class:`~geoprior.ColumnStore` on disk for data larger than memory.
         config: a :class:`TrainConfig`; ``None`` uses the defaults.
-        workdir: folder for checkpoints (written every ``config.checkpoint_every`` steps);
-            ``None`` keeps nothing on disk.
+        workdir: folder for checkpoints (written every ``config.checkpoint_every`` steps,
+            by process 0); ``None`` keeps nothing on disk.
         background: optional extra background places (e.g. a survey's background sites,
             with the same covariates as ``observations``); their species are ignored.
         progress: show a progress bar (stderr) with the loss and observations/second.
@@ -408,52 +456,34 @@ def train_prior(
     from .prior import GeoPrior  # the shell returns the prior object
 
     config = config or TrainConfig()
-    obs = observations
-    if len(obs) == 0:
+    data = observations
+    if len(data) == 0:
         raise EmptyDataError("no observations to train on")
-    res = resolve_config(config, obs)
-    use_cov = config.use_covariates and obs.covariates is not None
+    mesh = make_mesh(config.model_parallel)
+    n_data = mesh.shape["data"]
+    res = resolve_config(config, data, data_parallel=n_data)
+    in_memory = isinstance(data, Observations)
+    use_cov = config.use_covariates and bool(data.covariate_names)
     cov_mean = cov_std = None
-    cov = extra_cov = None
     if use_cov:
-        cov_mean, cov_std = _standardise(obs.covariates)
-        cov = (obs.covariates - cov_mean) / cov_std
-        if background is not None:
-            if background.covariate_names != obs.covariate_names:
-                raise ConfigError(
-                    f"background covariates {background.covariate_names} differ from the "
-                    f"observations' {obs.covariate_names}"
-                )
-            extra_cov = (background.covariates - cov_mean) / cov_std
+        cov_mean, cov_std = _standardise(data.covariates) if in_memory else data.covariate_stats()
+        if background is not None and background.covariate_names != data.covariate_names:
+            raise ConfigError(
+                f"background covariates {background.covariate_names} differ from the "
+                f"observations' {data.covariate_names}"
+            )
         if not res.background.startswith("target"):
             raise ConfigError("covariates need target-group background (places with covariates)")
-    n_species = obs.n_species
-    model = GeoNet(n_species, config.model)
+    rows, plan = _rows_for(data, res, config, use_cov, cov_mean, cov_std, background)
+    n_species = data.n_species
+    mp = config.model_parallel
+    padded = -(-n_species // mp) * mp  # the head splits evenly over "model"
+    model = GeoNet(padded, config.model)
     freqs = res.encoder.frequencies()
-    sampler = _Sampler(
-        "target" if use_cov else res.background,
-        res.bbox,
-        obs.lat,
-        obs.lon,
-        None if background is None else background.lat,
-        None if background is None else background.lon,
-        far_km=res.far_km,
+    place_lat, place_lon = _places(data)
+    bg = _Background(
+        "target" if use_cov else res.background, res.bbox, place_lat, place_lon, res.far_km
     )
-    doy_all = obs.day_of_year() if res.use_date else None
-    pool_doy = None
-    if res.use_date:
-        extra = np.full(len(background), np.nan) if background is not None else np.zeros(0)
-        pool_doy = jnp.asarray(np.concatenate([doy_all, extra]), jnp.float32)
-    pool_cov = None
-    if use_cov:
-        pool_cov = jnp.asarray(
-            cov if extra_cov is None else np.concatenate([cov, extra_cov]), jnp.float32
-        )
-
-    d_lat, d_lon = jnp.asarray(obs.lat, jnp.float32), jnp.asarray(obs.lon, jnp.float32)
-    d_sp = jnp.asarray(obs.species_index, jnp.int32)
-    d_doy = None if doy_all is None else jnp.asarray(doy_all, jnp.float32)
-    d_cov = None if cov is None else jnp.asarray(cov, jnp.float32)
 
     def features(lat, lon, doy, c):
         return encode_inputs(res.encoder, freqs, lat, lon, doy, c)
@@ -470,40 +500,35 @@ def train_prior(
     in_dim = (
         res.encoder.dim()
         + (3 if res.use_date else 0)
-        + (len(obs.covariate_names) if use_cov else 0)
+        + (len(data.covariate_names) if use_cov else 0)
     )
-    params = model.init(init_key, jnp.zeros((1, in_dim)))["params"]
-    state = TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
     batch = res.batch_size
     date_dropout = config.date_dropout
     loss_kind = config.loss
     pos_weight = res.pos_weight
 
-    def loss_fn(params, idx, key):
+    def loss_fn(params, b, tables, key):
         k_bg, k_drop, k_drop_bg, k_neg, k_do1, k_do2, k_bgd = jax.random.split(key, 7)
-        lat, lon, labels = d_lat[idx], d_lon[idx], d_sp[idx]
-        doy = None
-        if d_doy is not None:
-            doy = d_doy[idx]
+        labels = b["species"]
+        doy = b.get("doy")
+        if doy is not None:
             doy = jnp.where(jax.random.bernoulli(k_drop, date_dropout, doy.shape), jnp.nan, doy)
-        c = None if d_cov is None else d_cov[idx]
-        x = features(lat, lon, doy, c)
+        x = features(b["lat"], b["lon"], doy, b.get("cov"))
         variables = {"params": params}
         emb = model.apply(variables, x, True, method=GeoNet.embed, rngs={"dropout": k_do1})
         if loss_kind == "maxent":
-            return maxent(model.apply(variables, emb, method=GeoNet.head), labels)
-        b_lat, b_lon, b_idx = sampler.sample(k_bg, idx.shape[0])
+            return maxent(model.apply(variables, emb, method=GeoNet.head), labels, n_species)
+        b_lat, b_lon, from_target = bg.sample(tables, k_bg, batch, b)
         b_doy = None
-        if pool_doy is not None:
+        if doy is not None:
             rand_doy = jax.random.uniform(k_bgd, b_lat.shape, minval=1.0, maxval=366.0)
-            b_doy = jnp.where(b_idx >= 0, pool_doy[jnp.maximum(b_idx, 0)], rand_doy)
+            b_doy = jnp.where(from_target, b["bg_doy"], rand_doy) if "bg_doy" in b else rand_doy
             b_doy = jnp.where(
                 jax.random.bernoulli(k_drop_bg, date_dropout, b_doy.shape), jnp.nan, b_doy
             )
-        b_c = None if pool_cov is None else pool_cov[jnp.maximum(b_idx, 0)]
         emb_bg = model.apply(
             variables,
-            features(b_lat, b_lon, b_doy, b_c),
+            features(b_lat, b_lon, b_doy, b.get("bg_cov")),
             True,
             method=GeoNet.embed,
             rngs={"dropout": k_do2},
@@ -514,6 +539,7 @@ def train_prior(
                 model.apply(variables, emb_bg, method=GeoNet.head),
                 labels,
                 pos_weight,
+                n_species,
             )
         neg = (labels + jax.random.randint(k_neg, labels.shape, 1, n_species)) % n_species
         cols = jnp.stack([labels, neg], 1)
@@ -521,41 +547,78 @@ def train_prior(
         bg_logit = model.apply(variables, emb_bg, labels[:, None], method=GeoNet.head_columns)[:, 0]
         return an_ssdl(obs_logits[:, 0], obs_logits[:, 1], bg_logit, pos_weight)
 
-    @jax.jit
-    def train_step(state: TrainState, idx):
+    def init_state():
+        # initialise the real head, then pad it with zero columns (which the losses
+        # ignore), so the weights do not depend on how the head is split
+        params = GeoNet(n_species, config.model).init(init_key, jnp.zeros((1, in_dim)))["params"]
+        params = jax.tree_util.tree_map_with_path(
+            lambda path, x: (
+                jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, padded - n_species)])
+                if _is_head(path)
+                else x
+            ),
+            params,
+        )
+        return TrainState(params, tx.init(params), jnp.asarray(0, jnp.int32))
+
+    state_sharding = _state_shardings(jax.eval_shape(init_state), mesh, mp)
+    repl = replicated(mesh)
+    batch_sharding = NamedSharding(mesh, P("data"))
+    tables = put_global(bg.tables, {k: repl for k in bg.tables})
+    need_bg_rows = loss_kind != "maxent" and (bg.use_target or bg.uniform is None)
+
+    def step_fn(state: TrainState, b, tables):
         step_key = jax.random.fold_in(key, state.step)
-        loss, grads = jax.value_and_grad(loss_fn)(state.params, idx, step_key)
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, b, tables, step_key)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         return TrainState(
             optax.apply_updates(state.params, updates), opt_state, state.step + 1
         ), loss
 
-    header = _run_header(config, res, obs, use_cov)
+    train_step = jax.jit(
+        step_fn,
+        in_shardings=(state_sharding, batch_sharding, repl),
+        out_shardings=(state_sharding, repl),
+        donate_argnums=0,
+    )
+
+    def host_batch(step: int) -> dict:
+        b = rows.take(plan.rows(step))
+        if need_bg_rows:
+            b.update(
+                {"bg_" + k: v for k, v in rows.take_background(plan.background_rows(step)).items()}
+            )
+        return put_batch(b, batch_sharding, batch)
+
+    header = _run_header(config, res, data, use_cov)
     start = 0
     if workdir is not None:
         workdir = Path(workdir)
         if resume:
-            state, start, saved_losses = _load_checkpoint(workdir, state, header)
+            state, start, saved_losses = _load_checkpoint(
+                workdir, jax.eval_shape(init_state), state_sharding, header
+            )
         elif (workdir / CHECKPOINT).exists():
             raise OutputExistsError(
                 f"{workdir} already holds a checkpoint; pass resume=True (CLI: --resume) to "
                 f"continue it, or choose another workdir"
             )
-        workdir.mkdir(parents=True, exist_ok=True)
+        if is_main_process():
+            workdir.mkdir(parents=True, exist_ok=True)
     elif resume:
         raise ConfigError("resume=True needs a workdir")
+    if not start:
+        state = jax.jit(init_state, out_shardings=state_sharding)()
 
     losses = np.zeros(res.steps, np.float32)
     if start:
         losses[:start] = saved_losses[:start]
-    plan = _BatchPlan(obs.species_index, n_species, config.cap_per_species, config.seed, batch)
-    bar = _progress(res.steps, start, progress)
+    bar = _progress(res.steps, start, progress and is_main_process())
     t0, seen = time.perf_counter(), 0
     t_first = None  # wall time after the first step (which includes compilation)
     recent = []
     for step in range(start, res.steps):
-        idx = plan.indices(step)
-        state, loss = train_step(state, jnp.asarray(idx))
+        state, loss = train_step(state, host_batch(step), tables)
         if t_first is None:
             loss.block_until_ready()
             t_first = time.perf_counter()
@@ -565,7 +628,7 @@ def train_prior(
             (step + 1) % config.checkpoint_every == 0 or step + 1 == res.steps
         )
         if (step + 1) % 50 == 0 or step + 1 == res.steps or checkpoint_due:
-            vals = np.asarray(jax.device_get(recent), np.float32)
+            vals = np.asarray(to_host(recent), np.float32)
             losses[step + 1 - len(vals) : step + 1] = vals
             recent = []
             if not np.isfinite(vals).all():
@@ -581,15 +644,25 @@ def train_prior(
                 bar.update(step + 1 - bar.n)
         if checkpoint_due:
             _save_checkpoint(workdir, state, header, losses[: step + 1])
-    jax.block_until_ready(state.params)
+    params = to_host(state.params)
     if bar is not None:
         bar.close()
-    timing = {"steps": res.steps - start, "seconds": round(time.perf_counter() - t0, 3)}
+    timing = {
+        "steps": res.steps - start,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "devices": int(mesh.size),
+        "processes": jax.process_count(),
+        "platform": jax.devices()[0].platform,
+    }
     if t_first is not None and res.steps - start > 1:
         timing["seconds_per_step"] = (time.perf_counter() - t_first) / (res.steps - start - 1)
+    if padded != n_species:  # drop the padding columns of the species head
+        params = jax.tree_util.tree_map_with_path(
+            lambda path, x: x[..., :n_species] if _is_head(path) else x, params
+        )
     prior = GeoPrior(
-        species=obs.species,
-        params=jax.device_get(state.params),
+        species=data.species,
+        params=params,
         header={**header, "training": timing},
         cov_mean=cov_mean,
         cov_std=cov_std,
@@ -597,11 +670,12 @@ def train_prior(
     )
     # per-species range thresholds (LPT, 5th percentile over the training presences), used
     # by range maps and rerank's "outside range" flag unless the caller chooses another rule
-    prior.thresholds = compute_thresholds(prior, obs, "lpt", 5.0)
+    presences = data if in_memory else data.take(data.per_species_sample(THRESHOLD_ROWS))
+    prior.thresholds = compute_thresholds(prior, presences, "lpt", 5.0)
     return prior
 
 
-def _run_header(config: TrainConfig, res: Resolved, obs: Observations, use_cov: bool) -> dict:
+def _run_header(config: TrainConfig, res: Resolved, obs, use_cov: bool) -> dict:
     return {
         "config": config.to_dict(),
         "resolved": {**dataclasses.asdict(res), "encoder": res.encoder.to_dict()},
@@ -625,13 +699,16 @@ def _progress(total: int, start: int, enabled: bool):
 
 
 def _save_checkpoint(workdir: Path, state: TrainState, header: dict, losses: np.ndarray) -> None:
-    leaves = jax.tree_util.tree_leaves(jax.device_get(state))
+    """Write the state atomically (every process gathers it; process 0 writes)."""
+    leaves = jax.tree_util.tree_leaves(to_host(state))
+    if not is_main_process():
+        return
     arrays = {f"leaf_{i:05d}": np.asarray(v) for i, v in enumerate(leaves)}
     arrays["losses"] = losses
     fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".npz", dir=workdir)
     os.close(fd)
     np.savez(tmp, **arrays)
-    meta = {"step": int(state.step), "header": header}
+    meta = {"step": int(leaves[-1]), "header": header}
     fd2, tmp2 = tempfile.mkstemp(prefix=".checkpoint.", suffix=".json", dir=workdir)
     with os.fdopen(fd2, "w") as f:
         json.dump(meta, f)
@@ -640,7 +717,7 @@ def _save_checkpoint(workdir: Path, state: TrainState, header: dict, losses: np.
 
 
 def _load_checkpoint(
-    workdir: Path, state: TrainState, header: dict
+    workdir: Path, shapes: TrainState, shardings, header: dict
 ) -> tuple[TrainState, int, np.ndarray]:
     if not (workdir / CHECKPOINT).exists() or not (workdir / CHECKPOINT_META).exists():
         raise PriorFileError(f"nothing to resume: no {CHECKPOINT} in {workdir}")
@@ -650,11 +727,12 @@ def _load_checkpoint(
             f"the checkpoint in {workdir} was written for other data or another config; "
             f"resume with the same observations and config, or start a new workdir"
         )
-    leaves, treedef = jax.tree_util.tree_flatten(state)
+    leaves, treedef = jax.tree_util.tree_flatten(shapes)
     with np.load(workdir / CHECKPOINT, allow_pickle=False) as z:
         saved = [z[f"leaf_{i:05d}"] for i in range(len(leaves))]
         saved_losses = z["losses"]
-    restored = jax.tree_util.tree_unflatten(
-        treedef, [jnp.asarray(s, dtype=l.dtype) for s, l in zip(saved, leaves)]
-    )
-    return restored, int(meta["step"]), saved_losses
+    for i, (s, l) in enumerate(zip(saved, leaves)):
+        if s.shape != l.shape:
+            raise PriorFileError(f"checkpoint array {i} has shape {s.shape}, expected {l.shape}")
+    host = jax.tree_util.tree_unflatten(treedef, [s.astype(l.dtype) for s, l in zip(saved, leaves)])
+    return put_global(host, shardings), int(meta["step"]), saved_losses

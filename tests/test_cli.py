@@ -57,18 +57,18 @@ def prior_dir(obs_csv):
 
     out = obs_csv.parent / "birds.prior"
     work = obs_csv.parent / "birds.prior.work"
-    original = tr._BatchPlan.indices
+    original = tr.PermutationPlan.rows
 
     def interrupt_at_15(self, step):
         if step == 15:
             raise KeyboardInterrupt
         return original(self, step)
 
-    tr._BatchPlan.indices = interrupt_at_15
+    tr.PermutationPlan.rows = interrupt_at_15
     try:
         result = run("train", obs_csv, "-o", out, "--quiet", *TINY)
     finally:
-        tr._BatchPlan.indices = original
+        tr.PermutationPlan.rows = original
     assert result.exit_code != 0 and not out.exists()
     assert json.loads((work / "checkpoint.json").read_text())["step"] == 10
     result = run("train", obs_csv, "-o", out, "--quiet", "--resume", *TINY)

@@ -4,7 +4,7 @@ import pytest
 from conftest import REGIONS, small_config
 
 from geoprior import ConfigError, OutputExistsError, TrainConfig, train_prior
-from geoprior.train import _epoch_order, resolve_config
+from geoprior.train import resolve_config
 
 
 def test_smoke_ranks_right_species_in_each_region(trained_prior):
@@ -46,17 +46,17 @@ def test_resume_equals_uninterrupted(synthetic_obs, tmp_path, monkeypatch):
 
     cfg = small_config(steps=60, checkpoint_every=20)
     full = train_prior(synthetic_obs, cfg, tmp_path / "full", progress=False)
-    original = tr._BatchPlan.indices
+    original = tr.PermutationPlan.rows
 
     def interrupt_at_50(self, step):  # dies between checkpoints (last one at step 40)
         if step == 50:
             raise KeyboardInterrupt
         return original(self, step)
 
-    monkeypatch.setattr(tr._BatchPlan, "indices", interrupt_at_50)
+    monkeypatch.setattr(tr.PermutationPlan, "rows", interrupt_at_50)
     with pytest.raises(KeyboardInterrupt):
         train_prior(synthetic_obs, cfg, tmp_path / "inter", progress=False)
-    monkeypatch.setattr(tr._BatchPlan, "indices", original)
+    monkeypatch.setattr(tr.PermutationPlan, "rows", original)
     resumed = train_prior(synthetic_obs, cfg, tmp_path / "inter", progress=False, resume=True)
     for x, y in zip(
         jax.tree_util.tree_leaves(full.params), jax.tree_util.tree_leaves(resumed.params)
@@ -93,14 +93,6 @@ def test_backgrounds(synthetic_obs, background):
         synthetic_obs, small_config(background=background, steps=20), progress=False
     )
     assert prior.header["resolved"]["background"] == background
-
-
-def test_class_balanced_cap():
-    species = np.array([0] * 100 + [1] * 5)
-    order = _epoch_order(species, 2, cap=10, seed=0, epoch=0)
-    counts = np.bincount(species[order], minlength=2)
-    assert counts.tolist() == [10, 5]
-    assert not np.array_equal(order, _epoch_order(species, 2, cap=10, seed=0, epoch=1))
 
 
 def test_auto_config_adapts_to_extent(synthetic_obs):
@@ -141,14 +133,16 @@ def test_far_background_keeps_away_from_observed_places():
 
 def test_far_sampler_draws_only_far_places(synthetic_obs):
     from geoprior.encoding import haversine_km
-    from geoprior.train import _Sampler
+    from geoprior.train import _Background
 
     res = resolve_config(TrainConfig(background="target+far"), synthetic_obs)
-    sampler = _Sampler(
-        res.background, res.bbox, synthetic_obs.lat, synthetic_obs.lon, far_km=res.far_km
+    bg = _Background(res.background, res.bbox, synthetic_obs.lat, synthetic_obs.lon, res.far_km)
+    target = {"bg_lat": np.full(500, 100.0), "bg_lon": np.full(500, 200.0)}  # marks target draws
+    lat, lon, from_target = (
+        np.asarray(a) for a in bg.sample(bg.tables, jax.random.key(0), 500, target)
     )
-    lat, lon, idx = (np.asarray(a) for a in sampler.sample(jax.random.key(0), 500))
-    uniform = idx < 0
+    uniform = ~from_target
+    assert (lat[from_target] == 100.0).all()
     assert 0.3 < uniform.mean() < 0.7
     d = haversine_km(
         lat[uniform, None], lon[uniform, None], synthetic_obs.lat[None], synthetic_obs.lon[None]

@@ -1,0 +1,41 @@
+"""Run by tests/test_distributed.py in a fresh interpreter (device count and the
+multi-process runtime are fixed when JAX starts): trains a small prior and saves its loss
+curve and weights to ``OUT.npz``.
+
+    python distributed_worker.py OUT [key=value config updates ...]
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+from conftest import regional_observations, small_config
+
+from geoprior import distributed
+
+
+def main(out: str, *updates: str) -> None:
+    if distributed.ENV_COORDINATOR in __import__("os").environ:
+        distributed.initialize()
+    import jax
+
+    from geoprior import train_prior
+
+    config = small_config(steps=40, checkpoint_every=20).with_updates(
+        {k: json.loads(v) for k, v in (u.split("=", 1) for u in updates)}
+    )
+    prior = train_prior(regional_observations(), config, progress=False)
+    leaves = jax.tree_util.tree_leaves(prior.params)
+    np.savez(
+        out,
+        losses=prior.loss_curve,
+        devices=prior.header["training"]["devices"],
+        processes=jax.process_count(),
+        **{f"p{i}": np.asarray(x) for i, x in enumerate(leaves)},
+    )
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
