@@ -51,3 +51,19 @@ def test_maxent_invariant_to_row_constant():
     np.testing.assert_allclose(
         float(maxent(lo, jnp.array([1]))), float(maxent(lo + 100, jnp.array([1]))), rtol=1e-5
     )
+
+
+def test_padding_columns_change_nothing():
+    """A head padded for an even split over devices gives the unpadded losses."""
+    rng = np.random.default_rng(0)
+    obs, bg = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
+    labels = jnp.asarray(rng.integers(0, 5, 6))
+    pad = lambda x: jnp.concatenate([jnp.asarray(x), jnp.asarray(rng.normal(size=(6, 3)))], 1)  # noqa: E731
+    np.testing.assert_allclose(
+        an_full(pad(obs), pad(bg), labels, 4.0, n_species=5),
+        an_full(obs, bg, labels, 4.0),
+        rtol=1e-6,
+    )
+    np.testing.assert_allclose(
+        maxent(pad(obs), labels, n_species=5), maxent(obs, labels), rtol=1e-6
+    )
