@@ -3,6 +3,7 @@
 from . import errors
 from .adapters import BirdNETPrior
 from .baselines import CountGridPrior, FrequencyPrior, NearestNeighborPrior, UniformPrior
+from .columns import ColumnStore, convert_to_columns
 from .datasets import load_sample
 from .encoding import EncoderSpec
 from .errors import (
@@ -63,6 +64,8 @@ __all__ = [
     "Observations",
     "read_observations",
     "detect_format",
+    "ColumnStore",
+    "convert_to_columns",
     "load_sample",
     "EncoderSpec",
     "ModelConfig",

@@ -41,11 +41,16 @@ def main(ctx, verbose):
 
 
 def load_observations(source: str, fmt: str = "auto", on_invalid: str = "raise"):
-    """``sample:NAME`` loads an embedded sample; anything else goes to read_observations."""
+    """``sample:NAME`` loads an embedded sample; a folder written by ``geoprior convert``
+    opens as a memory-mapped ColumnStore; anything else goes to read_observations."""
     if source.startswith(SAMPLE_PREFIX):
         from .datasets import load_sample
 
         return load_sample(source[len(SAMPLE_PREFIX) :])
+    if (Path(source) / "manifest.json").is_file():
+        from .columns import ColumnStore
+
+        return ColumnStore.open(source)
     from .io import read_observations
 
     return read_observations(source, format=fmt, on_invalid=on_invalid)
@@ -109,13 +114,38 @@ def check_output(path: Path, overwrite: bool) -> None:
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--distributed",
+    is_flag=True,
+    help="Join a multi-process run (GEOPRIOR_COORDINATOR_ADDRESS, GEOPRIOR_NUM_PROCESSES, "
+    "GEOPRIOR_PROCESS_ID, or the cluster's own variables); see docs/scaling.md.",
+)
 def train(
-    observations, output, config_file, sets, fmt, on_invalid, workdir, resume, overwrite, quiet
+    observations,
+    output,
+    config_file,
+    sets,
+    fmt,
+    on_invalid,
+    workdir,
+    resume,
+    overwrite,
+    quiet,
+    distributed,
 ):
-    """Train a prior on OBSERVATIONS (a file, or sample:neon_bird for the embedded sample)."""
+    """Train a prior on OBSERVATIONS (a file, a folder made by `geoprior convert`, or
+    sample:neon_bird for the embedded sample)."""
     from .train import TrainConfig, train_prior
 
-    check_output(output, overwrite)
+    main_process = True
+    if distributed:
+        from .distributed import initialize
+
+        process, count = initialize()
+        main_process = process == 0
+        click.echo(f"process {process} of {count}", err=True)
+    if main_process:
+        check_output(output, overwrite)
     config = TrainConfig()
     if config_file:
         try:
@@ -134,8 +164,44 @@ def train(
             )
         (workdir / "checkpoint.npz").unlink()
     prior = train_prior(obs, config, workdir, progress=not quiet, resume=resume)
-    prior.save(output, overwrite=True)
-    click.echo(f"saved {prior} to {output}", err=True)
+    if main_process:
+        prior.save(output, overwrite=True)
+        click.echo(f"saved {prior} to {output}", err=True)
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option(
+    "-o", "--output", required=True, type=click.Path(path_type=Path), help="Folder to write."
+)
+@click.option(
+    "--covariate", "covariates", multiple=True, help="A covariate column to keep (repeatable)."
+)
+@click.option(
+    "--on-invalid", type=click.Choice(["raise", "drop"]), default="raise", show_default=True
+)
+@click.option(
+    "--chunk-rows", default=500_000, show_default=True, help="Rows read and shuffled at a time."
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the one-time shuffle.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def convert(sources, output, covariates, on_invalid, chunk_rows, seed, overwrite, quiet):
+    """Convert SOURCES (files or folders: Parquet, CSV, GBIF, eBird, ...) once into shuffled
+    memory-mapped columns that `geoprior train` streams, for data larger than memory."""
+    from .columns import convert_to_columns
+
+    store = convert_to_columns(
+        list(sources),
+        output,
+        covariates=covariates,
+        on_invalid=on_invalid,
+        chunk_rows=chunk_rows,
+        seed=seed,
+        overwrite=overwrite,
+        progress=not quiet,
+    )
+    click.echo(f"wrote {len(store):,} rows of {store.n_species:,} species to {output}", err=True)
 
 
 @main.command()

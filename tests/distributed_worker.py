@@ -2,7 +2,9 @@
 multi-process runtime are fixed when JAX starts): trains a small prior and saves its loss
 curve and weights to ``OUT.npz``.
 
-    python distributed_worker.py OUT [key=value config updates ...]
+    python distributed_worker.py OUT [--store STORE] [key=value config updates ...]
+
+With ``--store`` it trains from that column store instead of the in-memory observations.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ def main(out: str, *updates: str) -> None:
         distributed.initialize()
     import jax
 
-    from geoprior import train_prior
+    from geoprior import ColumnStore, train_prior
 
+    data = regional_observations()
+    if updates and updates[0] == "--store":
+        data, updates = ColumnStore.open(updates[1]), updates[2:]
     config = small_config(steps=40, checkpoint_every=20).with_updates(
         {k: json.loads(v) for k, v in (u.split("=", 1) for u in updates)}
     )
-    prior = train_prior(regional_observations(), config, progress=False)
+    prior = train_prior(data, config, progress=False)
     leaves = jax.tree_util.tree_leaves(prior.params)
     np.savez(
         out,

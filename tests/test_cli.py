@@ -285,3 +285,17 @@ def test_rerank_input_errors(prior_dir, rerank_inputs):
     pd.DataFrame({"lat": [1.0] * 4, "lon": [1.0] * 4}).to_csv(d / "ok.csv", index=False)
     assert_error(run(*with_classes, "--points", d / "ok.csv"), "Novus delta")
     assert not (d / "out.csv").exists()
+
+
+def test_convert_then_train_from_the_column_store(obs_csv, tmp_path):
+    store = tmp_path / "obs.columns"
+    result = run("convert", obs_csv, "-o", store, "--chunk-rows", 50, "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "120 rows of 3 species" in result.stderr
+    assert_error(run("convert", obs_csv, "-o", store, "--quiet"), "exists")
+    out = tmp_path / "store.prior"
+    result = run("train", store, "-o", out, "--quiet", *TINY)
+    assert result.exit_code == 0, result.output
+    assert "ColumnStore" in result.stderr
+    prior = load_prior(out)
+    assert prior.species == tuple(sorted(CENTRES)) and prior.header["n_observations"] == 120

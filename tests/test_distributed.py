@@ -82,7 +82,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_train_one_prior(tmp_path):
+def test_two_processes_train_one_prior_from_a_column_store(tmp_path):
+    from geoprior import convert_to_columns
+
+    regional_observations().to_frame().to_parquet(tmp_path / "obs.parquet")
+    store = convert_to_columns(tmp_path / "obs.parquet", tmp_path / "store")
     port = _free_port()
     procs = []
     for pid in range(2):
@@ -94,7 +98,13 @@ def test_two_processes_train_one_prior(tmp_path):
         )
         procs.append(
             subprocess.Popen(
-                [sys.executable, str(WORKER), str(tmp_path / f"p{pid}.npz")],
+                [
+                    sys.executable,
+                    str(WORKER),
+                    str(tmp_path / f"p{pid}.npz"),
+                    "--store",
+                    str(store.path),
+                ],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,

@@ -149,3 +149,19 @@ def test_far_sampler_draws_only_far_places(synthetic_obs):
     )
     # cells are 0.1 degree: allow one cell of slack on the buffer
     assert d.min() > res.far_km - 20
+
+
+def test_trains_from_a_column_store(synthetic_obs, tmp_path):
+    from geoprior import convert_to_columns
+
+    synthetic_obs.to_frame().to_parquet(tmp_path / "obs.parquet")
+    store = convert_to_columns(tmp_path / "obs.parquet", tmp_path / "store", chunk_rows=300)
+    prior = train_prior(store, small_config(), progress=False)
+    assert prior.species == synthetic_obs.species
+    assert prior.header["resolved"]["use_date"] is True
+    for name, (lat, lon) in REGIONS.items():
+        k = 3 if name == "Europaea gamma" else 1
+        assert name in set(prior.top_k(lat, lon, k=k)["species"])
+    assert np.isfinite(prior.thresholds).all()
+    with pytest.raises(ConfigError, match="cap_per_species"):
+        train_prior(store, small_config(cap_per_species=5), progress=False)

@@ -1,0 +1,756 @@
+"""Larger-than-memory training data: observation files converted once to memory-mapped columns.
+
+:func:`convert_to_columns` streams observation files (a Parquet dataset, a folder of CSVs,
+GBIF or eBird downloads ...) in chunks, validates each chunk exactly as the readers of
+:mod:`geoprior.io` do, shuffles the rows once and writes them as raw columns that
+:class:`ColumnStore` opens with ``np.load(mmap_mode="r")``. A store is a folder::
+
+    STORE/
+      manifest.json       {"format": "geoprior-columns", "format_version": 1, "n_rows": n,
+                           "species": [sorted names], "species_counts": [...], "extent": {...},
+                           "covariate_names", "covariate_mean", "covariate_std",
+                           "dated_fraction", "sources", "report", "seed", "chunk_rows"}
+      lat.npy             float32 (n,)
+      lon.npy             float32 (n,)
+      date.npy            datetime64[D] (n,), NaT where undated
+      species_index.npy   int32 (n,), index into the manifest's sorted species names
+      covariates.npy      float32 (n, c), only when covariates were asked for
+
+The rows are in a uniformly random order (fixed by ``seed``), so any block of consecutive
+rows is a random sample, and the first ``k`` rows of a species are a random ``k`` of them.
+
+The shuffle is an external bucket shuffle. Pass 1 streams chunks of at most ``chunk_rows``
+rows and appends each valid row to one of ``B`` temporary bucket files, chosen at random, with
+``B`` about (estimated rows) / ``chunk_rows`` (Parquet metadata gives the rows exactly; text
+files are estimated from their size and first MiB). Pass 2 loads one bucket at a time,
+permutes it and appends it to the columns. A bucket that came out larger than
+``2 * chunk_rows`` rows (the estimate was low) is split again the same way before it is loaded.
+
+Memory: the peak is O(``chunk_rows`` + number of species), never O(rows): one chunk of a
+source as pandas holds it, or one bucket of at most ``2 * chunk_rows`` records of
+``20 + 4 * covariates`` bytes, plus the species vocabulary; in practice about 1 KB of
+resident memory per chunk row (validation holds the species names as Python strings).
+Columns are written with plain file writes, not through a mapping, so the output does not
+count as resident memory. pyarrow decodes a Parquet file one row group at a time, so files
+written with row groups larger than ``chunk_rows`` raise the bound to one row group.
+Disk: the bucket files (``20 + 4 * covariates`` bytes a row) sit beside the new store until
+pass 2 ends, so a conversion needs about twice the store's size free.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .errors import (
+    ConfigError,
+    EmptyDataError,
+    FormatError,
+    GeopriorError,
+    MissingFileError,
+    OutputExistsError,
+    suggest,
+)
+from .io.detect import detect_format
+from .io.gbif import gbif_defaults
+from .io.table import (
+    _chunk_observations,
+    _open_binary,
+    check_path,
+    find_column,
+    guess_columns,
+    open_table,
+    real_suffix,
+)
+from .observations import Observations
+from .validation import InvalidRows, check_on_invalid, warn_dropped
+
+__all__ = ["ColumnStore", "RowIndexError", "convert_to_columns"]
+
+FORMAT = "geoprior-columns"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+STREAMED = ("table", "inat-csv", "gbif", "ebird")
+_DATA_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".tab", ".txt", ".zip")
+_COLUMN_KEYS = ("lat", "lon", "species", "date")
+_SCAN_ROWS = 1 << 20
+_MANIFEST_KEYS = (
+    "n_rows",
+    "species",
+    "species_counts",
+    "covariate_names",
+    "covariate_mean",
+    "covariate_std",
+    "dated_fraction",
+    "extent",
+    "report",
+)
+
+
+class RowIndexError(GeopriorError, IndexError):
+    """Row numbers outside a column store."""
+
+
+# ---------------------------------------------------------------------------- converting
+def convert_to_columns(
+    sources,
+    out_dir,
+    *,
+    columns: Mapping[str, str] | None = None,
+    covariates: Iterable[str] = (),
+    on_invalid: str = "raise",
+    lon_360: bool = False,
+    encoding: str | None = None,
+    chunk_rows: int = 500_000,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> ColumnStore:
+    """Convert observation files of any size into a shuffled :class:`ColumnStore`.
+
+    Args:
+        sources: a file, a folder (every data file under it, recursively, in sorted order:
+            ``.parquet``, ``.csv``, ``.tsv``, ``.txt``, ... optionally ``.gz``/``.bz2``/``.xz``;
+            names starting with ``.`` or ``_`` are skipped) or a list of them. Each file's
+            format is detected; tables, iNaturalist CSV exports, GBIF simple downloads and
+            eBird EBD files stream (see :data:`STREAMED`).
+        out_dir: the store folder to write (built beside it, then renamed into place).
+        columns: column names, ``{"lat": ..., "lon": ..., "species": ..., "date": ...}``;
+            left out, they are found as :func:`geoprior.read_observations` finds them.
+        covariates: names of numeric columns to keep as ``covariates.npy``.
+        on_invalid: ``"raise"``: the first bad row raises, naming the file and row.
+            ``"drop"``: bad rows are dropped and counted in the manifest's ``report``.
+        lon_360, encoding: as for :func:`geoprior.read_observations`.
+        chunk_rows: rows read, validated and held at a time; bounds the memory used.
+        seed: fixes the row order (for the same sources and ``chunk_rows``).
+        overwrite: replace an existing store at ``out_dir``.
+        progress: show progress bars on stderr.
+
+    Raises:
+        OutputExistsError: ``out_dir`` exists and ``overwrite`` is False.
+        FormatError: a file in a format that does not stream, or columns not found.
+        EmptyDataError: no valid rows in any source.
+
+    Example:
+        >>> store = convert_to_columns("gbif_parquet/", "birds.columns")  # doctest: +SKIP
+        >>> store.take(store.per_species_sample(100))  # doctest: +SKIP
+        Observations(987100 rows, 9871 species, 987100 dated)
+    """
+    check_on_invalid(on_invalid)
+    _check_count(chunk_rows, "chunk_rows", 1)
+    _check_count(seed, "seed", 0)
+    mapping = dict(columns or {})
+    for key in mapping:
+        if key not in _COLUMN_KEYS:
+            raise ConfigError(
+                f"columns takes the keys {', '.join(_COLUMN_KEYS)}; got {key!r}."
+                + suggest(str(key), _COLUMN_KEYS)
+            )
+    covariates = tuple(covariates)
+    files = _source_files(sources)
+    formats = [_streamed_format(path, encoding) for path in files]
+    out = Path(os.fspath(out_dir)).expanduser()
+    _check_target(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        rng = np.random.default_rng(seed)
+        estimate = sum(_estimate_rows(path) for path in files)
+        dtype = _record_dtype(len(covariates))
+        reader = _Reader(mapping, covariates, on_invalid, lon_360, encoding, chunk_rows, dtype)
+        (tmp / "buckets").mkdir()
+        with tqdm(total=estimate, unit="row", desc="reading", disable=not progress) as bar:
+            records = reader.records(files, formats, bar.update)
+            n_buckets = max(1, math.ceil(estimate / chunk_rows))
+            buckets = _scatter(records, str(tmp / "buckets" / "b"), n_buckets, rng)
+        n = reader.report.rows_kept
+        if n == 0:
+            where = str(files[0]) if len(files) == 1 else f"{len(files)} files"
+            raise EmptyDataError(f"{where}: no usable rows ({reader.report.summary()})")
+        species = sorted(reader.vocab)
+        to_sorted = np.empty(len(species), np.int32)
+        to_sorted[[reader.vocab[s] for s in species]] = np.arange(len(species), dtype=np.int32)
+        with tqdm(total=n, unit="row", desc="shuffling", disable=not progress) as bar:
+            summary = _write_columns(
+                tmp, buckets, n, to_sorted, len(covariates), chunk_rows, rng, bar
+            )
+        shutil.rmtree(tmp / "buckets")
+        mean, std = summary.covariate_stats()
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "n_rows": n,
+            "species": species,
+            "species_counts": summary.counts.tolist(),
+            "covariate_names": list(covariates),
+            "covariate_mean": mean.tolist(),
+            "covariate_std": std.tolist(),
+            "dated_fraction": summary.dated / n,
+            "extent": summary.extent(),
+            "sources": reader.sources,
+            "report": dataclasses.asdict(reader.report),
+            "seed": int(seed),
+            "chunk_rows": int(chunk_rows),
+        }
+        with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=1)
+        _replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ColumnStore.open(out)
+
+
+def _write_columns(tmp, buckets, n, to_sorted, n_covariates, chunk_rows, rng, bar) -> _Summary:
+    """Pass 2: each bucket shuffled and appended to the column files; returns their summary."""
+    dtype = _record_dtype(n_covariates)
+    summary = _Summary(to_sorted.size, n_covariates)
+    with ExitStack() as stack:
+        out = {
+            name: stack.enter_context(_column_file(tmp / f"{name}.npy", dt, shape))
+            for name, dt, shape in _layout(n, n_covariates)
+        }
+        for path, count in buckets:
+            for rec in _shuffled(path, count, dtype, chunk_rows, rng):
+                species = to_sorted[rec["species"]]
+                values = {"lat": rec["lat"], "lon": rec["lon"], "date": rec["date"]}
+                values["species_index"] = species
+                if "covariates" in out:
+                    values["covariates"] = rec["cov"]
+                for name, column in values.items():
+                    np.ascontiguousarray(column).tofile(out[name])
+                summary.add(rec, species)
+                bar.update(rec.size)
+    return summary
+
+
+def _source_files(sources) -> list[Path]:
+    """The data files of ``sources``: files as given, folders expanded recursively, sorted."""
+    items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    if not items:
+        raise ConfigError("sources is empty; give a file, a folder or a list of them")
+    files = []
+    for item in items:
+        path = Path(os.fspath(item)).expanduser()
+        if not path.is_dir():
+            files.append(check_path(path))
+            continue
+        found = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and real_suffix(p) in _DATA_SUFFIXES
+            and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+        )
+        if not found:
+            raise EmptyDataError(
+                f"{path}: no data files in this folder (looked for {', '.join(_DATA_SUFFIXES)}, "
+                f"optionally .gz/.bz2/.xz)"
+            )
+        files += found
+    return files
+
+
+def _streamed_format(path: Path, encoding: str | None) -> str:
+    fmt = detect_format(path, encoding=encoding)
+    if fmt not in STREAMED:
+        raise FormatError(
+            f"{path}: a {fmt!r} file is read whole, so it cannot be converted in chunks; "
+            f"formats that stream: {', '.join(STREAMED)} (CSV/TSV/Parquet). Read it with "
+            f"read_observations(), save obs.to_frame() as Parquet and convert that."
+        )
+    return fmt
+
+
+def _estimate_rows(path: Path) -> int:
+    """Rows in a file: exact for Parquet, else from its size and the lines of its first MiB."""
+    if real_suffix(path) in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(path).num_rows
+    with _open_binary(path)() as fh:
+        head = fh.read(_SCAN_ROWS)
+    lines = head.count(b"\n")
+    if len(head) < _SCAN_ROWS:
+        return lines
+    compressed = path.suffix.lower() in (".gz", ".bz2", ".xz", ".zip")
+    return int(path.stat().st_size * (5 if compressed else 1) * max(lines, 1) / len(head))
+
+
+def _record_dtype(n_covariates: int) -> np.dtype:
+    fields = [("lat", "<f4"), ("lon", "<f4"), ("date", "<M8[D]"), ("species", "<i4")]
+    if n_covariates:
+        fields.append(("cov", "<f4", (n_covariates,)))
+    return np.dtype(fields)
+
+
+def _layout(n: int, n_covariates: int) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
+    """``(name, dtype, shape)`` of each column file of a store."""
+    out = [
+        ("lat", np.dtype("<f4"), (n,)),
+        ("lon", np.dtype("<f4"), (n,)),
+        ("date", np.dtype("<M8[D]"), (n,)),
+        ("species_index", np.dtype("<i4"), (n,)),
+    ]
+    if n_covariates:
+        out.append(("covariates", np.dtype("<f4"), (n, n_covariates)))
+    return out
+
+
+class _Reader:
+    """Valid rows of the sources as records, with species as provisional ids in ``vocab``
+    (name -> id, in order of first sight) and what was dropped in ``report``/``sources``."""
+
+    def __init__(self, mapping, covariates, on_invalid, lon_360, encoding, chunk_rows, dtype):
+        self.mapping, self.covariates = mapping, covariates
+        self.on_invalid, self.lon_360, self.encoding = on_invalid, lon_360, encoding
+        self.chunk_rows, self.dtype = chunk_rows, dtype
+        self.vocab: dict[str, int] = {}
+        self.report = InvalidRows()
+        self.sources: list[dict] = []
+
+    def records(self, files, formats, tick: Callable[[int], object]) -> Iterator[np.ndarray]:
+        for path, fmt in zip(files, formats):
+            report = InvalidRows()
+            table, cols, prepare, extra, select = self._open(path, fmt)
+            usecols = list(
+                dict.fromkeys([*cols.needed(), *extra, *([select[0]] if select else [])])
+            )
+            strings = {cols.species, cols.date, *extra, *([select[0]] if select else [])}
+            removed: Counter[str] = Counter()
+            offset = 0
+            for chunk in table.chunks(usecols, strings):
+                n = len(chunk)
+                chunk = prepare(chunk) if prepare is not None else chunk
+                alone = offset == 0 and n < self.chunk_rows
+                where = table.where if alone else f"{table.where}, rows {offset}..{offset + n - 1}"
+                obs = _chunk_observations(
+                    chunk, cols, where, offset, self.on_invalid, self.lon_360, select, removed
+                )
+                report.merge(obs.report)
+                offset += n
+                ids = np.array(
+                    [self.vocab.setdefault(s, len(self.vocab)) for s in obs.species], np.int32
+                )
+                rec = np.empty(len(obs), self.dtype)
+                rec["lat"], rec["lon"], rec["date"] = obs.lat, obs.lon, obs.date
+                rec["species"] = ids[obs.species_index]
+                if self.covariates:
+                    rec["cov"] = obs.covariates
+                tick(n)
+                yield rec
+            if removed:
+                counts = ", ".join(f"{v!r}: {c}" for v, c in removed.most_common())
+                report.notes.append(
+                    f"removed {sum(removed.values())} rows whose {select[0]} is not in "
+                    f"{tuple(select[1])!r} ({counts})"
+                )
+            warn_dropped(report, table.where)
+            self.report.merge(report)
+            self.sources.append({"path": str(path), "format": fmt, **dataclasses.asdict(report)})
+
+    def _open(self, path: Path, fmt: str):
+        """A file's table, columns, ``prepare``, extra columns and ``select``, set up as its
+        reader (:func:`read_table`, :func:`read_inat_csv`, :func:`read_gbif`,
+        :func:`read_ebird`) sets them up; ``tests/test_columns.py`` checks they agree."""
+        unquoted = fmt in ("gbif", "ebird")
+        table = open_table(
+            path,
+            encoding=self.encoding,
+            chunksize=self.chunk_rows,
+            quoting=None if unquoted else csv.QUOTE_MINIMAL,
+        )
+        names = table.columns
+        defaults: dict[str, str | None] = {}
+        if fmt == "gbif":
+            defaults = gbif_defaults(names)
+        elif fmt == "inat-csv":
+            defaults = {
+                "lat": find_column(names, "latitude"),
+                "lon": find_column(names, "longitude"),
+                "species": find_column(names, "scientific_name"),
+                "date": find_column(names, "observed_on"),
+            }
+        elif fmt == "ebird":
+            defaults = {
+                "lat": find_column(names, "LATITUDE"),
+                "lon": find_column(names, "LONGITUDE"),
+                "species": find_column(names, "SCIENTIFIC NAME"),
+                "date": find_column(names, "OBSERVATION DATE"),
+            }
+        defaults = {k: v for k, v in defaults.items() if k != "site" and v is not None}
+        cols = guess_columns(
+            names, table.where, defaults=defaults, covariates=self.covariates, **self.mapping
+        )
+        cols = dataclasses.replace(cols, site=None)
+        prepare, extra, select = None, [], None
+        fallback = find_column(names, "scientificName")
+        if (
+            fmt == "gbif"
+            and fallback not in (None, cols.species)
+            and not self.mapping.get("species")
+        ):
+
+            def prepare(chunk: pd.DataFrame) -> pd.DataFrame:  # read_gbif's fallback species
+                species = chunk[cols.species]
+                empty = species.isna() | species.astype("string").str.strip().eq("").fillna(True)
+                return chunk.assign(**{cols.species: species.where(~empty, chunk[fallback])})
+
+            extra = [fallback]
+        if fmt == "ebird":
+            category = find_column(names, "CATEGORY")
+            if category is None:
+                raise FormatError(
+                    f"{table.where}: an eBird file without a CATEGORY column; rows are kept "
+                    f"only where CATEGORY is 'species', as read_ebird() keeps them"
+                )
+            select = (category, ("species",))
+        return table, cols, prepare, extra, select
+
+
+def _scatter(
+    pieces: Iterable[np.ndarray], stem: str, n_buckets: int, rng: np.random.Generator
+) -> list[tuple[str, int]]:
+    """Append each record of ``pieces`` to one of ``n_buckets`` files ``stem.<i>``, chosen at
+    random. Returns ``(path, rows)`` of the non-empty buckets, in order."""
+    counts = np.zeros(n_buckets, np.int64)
+    for rec in pieces:
+        bucket = rng.integers(n_buckets, size=rec.size)
+        sizes = np.bincount(bucket, minlength=n_buckets)
+        rec = rec[np.argsort(bucket, kind="stable")]
+        ends = np.cumsum(sizes)
+        for i in np.flatnonzero(sizes):
+            with open(f"{stem}.{i}", "ab") as f:
+                rec[ends[i] - sizes[i] : ends[i]].tofile(f)
+        counts += sizes
+    return [(f"{stem}.{i}", int(c)) for i, c in enumerate(counts) if c]
+
+
+def _shuffled(
+    path: str, rows: int, dtype: np.dtype, chunk_rows: int, rng: np.random.Generator
+) -> Iterator[np.ndarray]:
+    """The ``dtype`` records of bucket file ``path`` in uniformly random order, in pieces of at
+    most ``2 * chunk_rows`` rows (a larger bucket is split at random first); deletes the file."""
+    if rows <= 2 * chunk_rows:
+        rec = np.fromfile(path, dtype)
+        os.remove(path)
+        yield rec[rng.permutation(rec.size)]
+        return
+
+    def pieces():
+        with open(path, "rb") as f:
+            while (rec := np.fromfile(f, dtype, count=chunk_rows)).size:
+                yield rec
+
+    parts = _scatter(pieces(), path, max(2, math.ceil(rows / chunk_rows)), rng)
+    os.remove(path)
+    for part, count in parts:
+        yield from _shuffled(part, count, dtype, chunk_rows, rng)
+
+
+@contextmanager
+def _column_file(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> Iterator[BinaryIO]:
+    """A new ``.npy`` file of ``dtype`` and ``shape``, open for writing its data in order."""
+    header = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    offset = header.offset
+    del header  # unmapped: the data is written through the file, not the mapping
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        yield fh
+
+
+class _Summary:
+    """Counts, dated rows, extent and covariate moments, accumulated bucket by bucket."""
+
+    def __init__(self, n_species: int, n_covariates: int):
+        self.counts = np.zeros(n_species, np.int64)
+        self.dated = 0
+        self.lat = np.empty(0)
+        self.lon = np.empty(0)
+        self.n = 0
+        self.mean = np.zeros(n_covariates)
+        self.m2 = np.zeros(n_covariates)
+
+    def add(self, rec: np.ndarray, species: np.ndarray) -> None:
+        self.counts += np.bincount(species, minlength=self.counts.size)
+        self.dated += int((~np.isnat(rec["date"])).sum())
+        lat = np.concatenate([self.lat, rec["lat"].astype(np.float64)])
+        lon = np.concatenate([self.lon, rec["lon"].astype(np.float64)])
+        shifted = np.mod(lon, 360.0)  # Observations.extent() needs only these extremes
+        keep = [f(v) for v in (lat, lon, shifted) for f in (np.argmin, np.argmax)]
+        self.lat, self.lon = lat[keep], lon[keep]
+        if self.mean.size:  # Chan et al.'s pairwise update of mean and squared deviations
+            cov = rec["cov"].astype(np.float64)
+            m, mean = cov.shape[0], cov.mean(axis=0)
+            delta, total = mean - self.mean, self.n + m
+            self.m2 += ((cov - mean) ** 2).sum(axis=0) + delta**2 * self.n * m / total
+            self.mean += delta * m / total
+        self.n += rec.size
+
+    def extent(self) -> dict[str, float]:
+        k = self.lat.size
+        return Observations(
+            lat=self.lat,
+            lon=self.lon,
+            date=np.full(k, np.datetime64("NaT"), "datetime64[D]"),
+            species_index=np.zeros(k, np.int32),
+            species=("",),
+        ).extent()
+
+    def covariate_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.mean, np.sqrt(self.m2 / max(self.n, 1))
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    if not out.exists():
+        return
+    if not overwrite:
+        raise OutputExistsError(f"{out} exists; pass overwrite=True to replace it")
+    if not (out / MANIFEST).is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise OutputExistsError(f"{out} exists and is not a column store; refusing to replace it")
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Rename folder ``tmp`` to ``out``, replacing an existing ``out``."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = out.with_name(f".{out.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- reading
+@dataclass(frozen=True, eq=False)
+class ColumnStore:
+    """A converted, shuffled set of observations, its columns memory-mapped read-only.
+
+    Open one with :meth:`open` (or get it from :func:`convert_to_columns`). The columns are
+    ``np.memmap`` arrays: slicing reads only the rows asked for.
+
+    Attributes:
+        path: the store folder.
+        species: the vocabulary, sorted names; ``species_index`` indexes it.
+        covariate_names: names of the ``covariates`` columns.
+        lat, lon: float32 degrees. date: ``datetime64[D]`` (``NaT`` undated).
+        species_index: int32. covariates: float32 ``(n, c)`` or ``None``.
+        manifest: the parsed ``manifest.json``.
+
+    Example:
+        >>> store = ColumnStore.open("birds.columns")  # doctest: +SKIP
+        >>> obs = store.take(store.sample_rows(10_000))  # doctest: +SKIP
+    """
+
+    path: Path
+    species: tuple[str, ...]
+    covariate_names: tuple[str, ...]
+    lat: np.ndarray
+    lon: np.ndarray
+    date: np.ndarray
+    species_index: np.ndarray
+    covariates: np.ndarray | None
+    manifest: dict
+
+    @classmethod
+    def open(cls, path) -> ColumnStore:
+        """Open a store folder, checking its manifest and the type and shape of each column.
+
+        Raises:
+            MissingFileError: ``path`` does not exist.
+            FormatError: it is not a column store, or a file is missing, corrupt,
+                truncated or of the wrong shape, or written by a newer geoprior.
+        """
+        path = Path(os.fspath(path)).expanduser()
+        if not path.exists():
+            raise MissingFileError(2, "No such column store", str(path))
+        file = path / MANIFEST
+        if not file.is_file():
+            raise FormatError(
+                f"{path} is not a column store: no {MANIFEST} inside (expected a folder "
+                f"written by convert_to_columns)"
+            )
+        try:
+            manifest = json.loads(file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise FormatError(f"{file} is corrupt: {e}") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise FormatError(f'{file} is not a column store manifest (no "format": "{FORMAT}")')
+        version = manifest.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise FormatError(
+                f"{path} has format version {version!r}; this geoprior reads up to "
+                f"{FORMAT_VERSION}: upgrade geoprior"
+            )
+        missing = [k for k in _MANIFEST_KEYS if k not in manifest]
+        if missing:
+            raise FormatError(f"{file} is incomplete: no {', '.join(missing)}")
+        try:
+            n = int(manifest["n_rows"])
+            species = tuple(str(s) for s in manifest["species"])
+            names = tuple(str(s) for s in manifest["covariate_names"])
+            counts = [int(c) for c in manifest["species_counts"]]
+        except (TypeError, ValueError) as e:
+            raise FormatError(f"{file} is corrupt: {type(e).__name__}: {e}") from None
+        if len(counts) != len(species) or sum(counts) != n:
+            raise FormatError(
+                f"{file} is inconsistent: {len(counts)} species counts summing to "
+                f"{sum(counts)} for {len(species)} species and {n} rows"
+            )
+        arrays = {}
+        for name, dtype, shape in _layout(n, len(names)):
+            column = path / f"{name}.npy"
+            if not column.is_file():
+                raise FormatError(f"{path} is incomplete: no {column.name} ({dtype} {shape})")
+            try:
+                a = np.load(column, mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                raise FormatError(f"{column} is corrupt or truncated: {e}") from None
+            if a.dtype != dtype or a.shape != shape:
+                raise FormatError(
+                    f"{column}: expected {dtype} of shape {shape}, found {a.dtype} of shape "
+                    f"{a.shape}"
+                )
+            arrays[name] = a
+        return cls(
+            path=path,
+            species=species,
+            covariate_names=names,
+            covariates=arrays.pop("covariates", None),
+            manifest=manifest,
+            **arrays,
+        )
+
+    def __len__(self) -> int:
+        return int(self.lat.shape[0])
+
+    def __repr__(self) -> str:
+        cov = f", {len(self.covariate_names)} covariates" if self.covariate_names else ""
+        return (
+            f"ColumnStore({str(self.path)!r}: {len(self)} rows, {self.n_species} species, "
+            f"{self.dated_fraction:.0%} dated{cov})"
+        )
+
+    @property
+    def n_species(self) -> int:
+        return len(self.species)
+
+    @property
+    def species_counts(self) -> np.ndarray:
+        """Rows of each species, aligned with ``species``."""
+        return np.asarray(self.manifest["species_counts"], dtype=np.int64)
+
+    @property
+    def dated_fraction(self) -> float:
+        return float(self.manifest["dated_fraction"])
+
+    @property
+    def report(self) -> InvalidRows:
+        """What the conversion read, kept and dropped, over all sources."""
+        return InvalidRows(**self.manifest["report"])
+
+    def extent(self) -> dict[str, float]:
+        """Bounding box (``west, south, east, north``), as :meth:`Observations.extent`."""
+        return dict(self.manifest["extent"])
+
+    def covariate_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and standard deviation of each covariate (float32; a zero std is 1)."""
+        mean = np.asarray(self.manifest["covariate_mean"], dtype=np.float32)
+        std = np.asarray(self.manifest["covariate_std"], dtype=np.float32)
+        return mean, np.where(std == 0, np.float32(1), std)
+
+    def take(self, rows) -> Observations:
+        """The rows ``rows`` (integer row numbers) as in-memory :class:`Observations`.
+
+        Raises:
+            RowIndexError: a row number outside ``[0, len(self))``.
+        """
+        rows = np.asarray(rows)
+        if rows.size and rows.dtype.kind not in "iu":
+            raise ConfigError(f"rows must be integer row numbers, got dtype {rows.dtype}")
+        rows = rows.astype(np.int64).ravel()
+        bad = (rows < 0) | (rows >= len(self))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise RowIndexError(
+                f"{int(bad.sum())} of {rows.size} row numbers outside [0, {len(self)}); "
+                f"first: rows[{i}] = {int(rows[i])}"
+            )
+        return self._observations(rows)
+
+    def to_observations(self) -> Observations:
+        """Every row as in-memory :class:`Observations` (for stores that fit in memory)."""
+        return self._observations(slice(None))
+
+    def _observations(self, key) -> Observations:
+        return Observations(
+            lat=np.array(self.lat[key], dtype=np.float64),
+            lon=np.array(self.lon[key], dtype=np.float64),
+            date=np.array(self.date[key]),
+            species_index=np.array(self.species_index[key]),
+            species=self.species,
+            covariates=None if self.covariates is None else np.array(self.covariates[key]),
+            covariate_names=self.covariate_names,
+        )
+
+    def per_species_sample(self, k: int, seed: int = 0) -> np.ndarray:
+        """Sorted row numbers of at most ``k`` rows of each species (all rows of a species
+        with fewer), a uniform random sample of each.
+
+        The rows are shuffled, so the first ``k`` rows of each species met from a
+        ``seed``-chosen start (wrapping round) are a random sample: one pass over
+        ``species_index`` in blocks, stopping early once every species has its ``k``.
+        Different seeds give different, not independent, samples.
+        """
+        _check_count(k)
+        n = len(self)
+        start = int(np.random.default_rng(seed).integers(n))
+        need = np.minimum(self.species_counts, k)
+        seen = np.zeros(self.n_species, np.int64)
+        picked = [np.empty(0, np.int64)]
+        for lo, hi in _rotated_blocks(start, n):
+            s = np.asarray(self.species_index[lo:hi])
+            order = np.argsort(s, kind="stable")
+            ranked = s[order]
+            first = np.r_[True, ranked[1:] != ranked[:-1]]
+            position = np.arange(ranked.size)
+            rank = position - np.maximum.accumulate(np.where(first, position, 0))
+            picked.append(lo + order[seen[ranked] + rank < k])
+            seen += np.bincount(s, minlength=self.n_species)
+            if (seen >= need).all():
+                break
+        return np.sort(np.concatenate(picked))
+
+    def sample_rows(self, k: int, seed: int = 0) -> np.ndarray:
+        """Sorted row numbers of ``min(k, len(self))`` rows drawn uniformly without replacement."""
+        _check_count(k)
+        rng = np.random.default_rng(seed)
+        return np.sort(rng.choice(len(self), size=min(k, len(self)), replace=False))
+
+
+def _check_count(k, name: str = "k", least: int = 0) -> None:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < least:
+        raise ConfigError(f"{name} must be an integer >= {least}, got {k!r}")
+
+
+def _rotated_blocks(start: int, n: int) -> Iterator[tuple[int, int]]:
+    """``(lo, hi)`` blocks of at most :data:`_SCAN_ROWS` covering ``start..n`` then ``0..start``."""
+    for a, b in ((start, n), (0, start)):
+        for lo in range(a, b, _SCAN_ROWS):
+            yield lo, min(lo + _SCAN_ROWS, b)
