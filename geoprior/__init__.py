@@ -20,6 +20,7 @@ from .errors import (
     NonFiniteError,
     OutputExistsError,
     PriorFileError,
+    RowIndexError,
     SpeciesNameError,
     UnknownSpeciesError,
 )
@@ -116,6 +117,7 @@ __all__ = [
     "NonFiniteError",
     "OutputExistsError",
     "PriorFileError",
+    "RowIndexError",
     "SpeciesNameError",
     "UnknownSpeciesError",
 ]

@@ -39,14 +39,12 @@ pass 2 ends, so a conversion needs about twice the store's size free.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
 import os
 import shutil
 import tempfile
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -54,38 +52,29 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from .errors import (
     ConfigError,
     EmptyDataError,
     FormatError,
-    GeopriorError,
     MissingFileError,
     OutputExistsError,
+    RowIndexError,
     suggest,
 )
+from .io import PLANS
 from .io.detect import detect_format
-from .io.gbif import gbif_defaults
-from .io.table import (
-    _chunk_observations,
-    _open_binary,
-    check_path,
-    find_column,
-    guess_columns,
-    open_table,
-    real_suffix,
-)
+from .io.table import ObservationChunks, binary_opener, check_path, real_suffix
 from .observations import Observations
 from .validation import InvalidRows, check_on_invalid, warn_dropped
 
-__all__ = ["ColumnStore", "RowIndexError", "convert_to_columns"]
+__all__ = ["ColumnStore", "convert_to_columns"]
 
 FORMAT = "geoprior-columns"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-STREAMED = ("table", "inat-csv", "gbif", "ebird")
+STREAMED = tuple(PLANS)
 _DATA_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".tab", ".txt", ".zip")
 _COLUMN_KEYS = ("lat", "lon", "species", "date")
 _SCAN_ROWS = 1 << 20
@@ -100,10 +89,6 @@ _MANIFEST_KEYS = (
     "extent",
     "report",
 )
-
-
-class RowIndexError(GeopriorError, IndexError):
-    """Row numbers outside a column store."""
 
 
 # ---------------------------------------------------------------------------- converting
@@ -283,7 +268,7 @@ def _estimate_rows(path: Path) -> int:
         import pyarrow.parquet as pq
 
         return pq.read_metadata(path).num_rows
-    with _open_binary(path)() as fh:
+    with binary_opener(path)() as fh:
         head = fh.read(_SCAN_ROWS)
     lines = head.count(b"\n")
     if len(head) < _SCAN_ROWS:
@@ -314,7 +299,8 @@ def _layout(n: int, n_covariates: int) -> list[tuple[str, np.dtype, tuple[int, .
 
 class _Reader:
     """Valid rows of the sources as records, with species as provisional ids in ``vocab``
-    (name -> id, in order of first sight) and what was dropped in ``report``/``sources``."""
+    (name -> id, in order of first sight) and what was dropped in ``report``/``sources``.
+    Each file is read by its reader's plan (:data:`geoprior.io.PLANS`), chunk by chunk."""
 
     def __init__(self, mapping, covariates, on_invalid, lon_360, encoding, chunk_rows, dtype):
         self.mapping, self.covariates = mapping, covariates
@@ -326,24 +312,18 @@ class _Reader:
 
     def records(self, files, formats, tick: Callable[[int], object]) -> Iterator[np.ndarray]:
         for path, fmt in zip(files, formats):
-            report = InvalidRows()
-            table, cols, prepare, extra, select = self._open(path, fmt)
-            usecols = list(
-                dict.fromkeys([*cols.needed(), *extra, *([select[0]] if select else [])])
+            plan = PLANS[fmt](
+                path,
+                encoding=self.encoding,
+                chunksize=self.chunk_rows,
+                covariates=self.covariates,
+                **self.mapping,
             )
-            strings = {cols.species, cols.date, *extra, *([select[0]] if select else [])}
-            removed: Counter[str] = Counter()
-            offset = 0
-            for chunk in table.chunks(usecols, strings):
-                n = len(chunk)
-                chunk = prepare(chunk) if prepare is not None else chunk
-                alone = offset == 0 and n < self.chunk_rows
-                where = table.where if alone else f"{table.where}, rows {offset}..{offset + n - 1}"
-                obs = _chunk_observations(
-                    chunk, cols, where, offset, self.on_invalid, self.lon_360, select, removed
-                )
-                report.merge(obs.report)
-                offset += n
+            # a store keeps no site ids, so they are not read
+            plan = dataclasses.replace(plan, cols=dataclasses.replace(plan.cols, site=None))
+            chunks = ObservationChunks(plan, on_invalid=self.on_invalid, lon_360=self.lon_360)
+            for chunk in chunks:
+                obs = chunk.obs
                 ids = np.array(
                     [self.vocab.setdefault(s, len(self.vocab)) for s in obs.species], np.int32
                 )
@@ -352,75 +332,13 @@ class _Reader:
                 rec["species"] = ids[obs.species_index]
                 if self.covariates:
                     rec["cov"] = obs.covariates
-                tick(n)
+                tick(chunk.rows)
                 yield rec
-            if removed:
-                counts = ", ".join(f"{v!r}: {c}" for v, c in removed.most_common())
-                report.notes.append(
-                    f"removed {sum(removed.values())} rows whose {select[0]} is not in "
-                    f"{tuple(select[1])!r} ({counts})"
-                )
-            warn_dropped(report, table.where)
-            self.report.merge(report)
-            self.sources.append({"path": str(path), "format": fmt, **dataclasses.asdict(report)})
-
-    def _open(self, path: Path, fmt: str):
-        """A file's table, columns, ``prepare``, extra columns and ``select``, set up as its
-        reader (:func:`read_table`, :func:`read_inat_csv`, :func:`read_gbif`,
-        :func:`read_ebird`) sets them up; ``tests/test_columns.py`` checks they agree."""
-        unquoted = fmt in ("gbif", "ebird")
-        table = open_table(
-            path,
-            encoding=self.encoding,
-            chunksize=self.chunk_rows,
-            quoting=None if unquoted else csv.QUOTE_MINIMAL,
-        )
-        names = table.columns
-        defaults: dict[str, str | None] = {}
-        if fmt == "gbif":
-            defaults = gbif_defaults(names)
-        elif fmt == "inat-csv":
-            defaults = {
-                "lat": find_column(names, "latitude"),
-                "lon": find_column(names, "longitude"),
-                "species": find_column(names, "scientific_name"),
-                "date": find_column(names, "observed_on"),
-            }
-        elif fmt == "ebird":
-            defaults = {
-                "lat": find_column(names, "LATITUDE"),
-                "lon": find_column(names, "LONGITUDE"),
-                "species": find_column(names, "SCIENTIFIC NAME"),
-                "date": find_column(names, "OBSERVATION DATE"),
-            }
-        defaults = {k: v for k, v in defaults.items() if k != "site" and v is not None}
-        cols = guess_columns(
-            names, table.where, defaults=defaults, covariates=self.covariates, **self.mapping
-        )
-        cols = dataclasses.replace(cols, site=None)
-        prepare, extra, select = None, [], None
-        fallback = find_column(names, "scientificName")
-        if (
-            fmt == "gbif"
-            and fallback not in (None, cols.species)
-            and not self.mapping.get("species")
-        ):
-
-            def prepare(chunk: pd.DataFrame) -> pd.DataFrame:  # read_gbif's fallback species
-                species = chunk[cols.species]
-                empty = species.isna() | species.astype("string").str.strip().eq("").fillna(True)
-                return chunk.assign(**{cols.species: species.where(~empty, chunk[fallback])})
-
-            extra = [fallback]
-        if fmt == "ebird":
-            category = find_column(names, "CATEGORY")
-            if category is None:
-                raise FormatError(
-                    f"{table.where}: an eBird file without a CATEGORY column; rows are kept "
-                    f"only where CATEGORY is 'species', as read_ebird() keeps them"
-                )
-            select = (category, ("species",))
-        return table, cols, prepare, extra, select
+            warn_dropped(chunks.report, plan.table.where)
+            self.report.merge(chunks.report)
+            self.sources.append(
+                {"path": str(path), "format": fmt, **dataclasses.asdict(chunks.report)}
+            )
 
 
 def _scatter(

@@ -30,6 +30,7 @@ __all__ = [
     "OutputExistsError",
     "EmptyDataError",
     "MissingDependencyError",
+    "RowIndexError",
 ]
 
 
@@ -94,6 +95,10 @@ class EmptyDataError(GeopriorError, ValueError):
 
 class MissingDependencyError(GeopriorError, ImportError):
     """An optional dependency needed for this feature is not installed."""
+
+
+class RowIndexError(GeopriorError, IndexError):
+    """Row numbers outside a table or column store (e.g. ``ColumnStore.take``)."""
 
 
 def show(value: object) -> str:

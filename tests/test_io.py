@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import warnings
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import geopandas as gpd
@@ -14,6 +15,7 @@ import pandas as pd
 import pytest
 from shapely.geometry import LineString, Point
 
+from geoprior import Observations
 from geoprior.errors import (
     ConfigError,
     CoordinateError,
@@ -26,6 +28,8 @@ from geoprior.errors import (
 )
 from geoprior.io import (
     FORMATS,
+    PLANS,
+    ObservationChunks,
     detect_format,
     read_dwca,
     read_ebird,
@@ -524,3 +528,29 @@ def test_repeated_dates_parsed_once_give_the_same_result(tmp_path):
     df.loc[2500, "date"] = "2021-02-30"
     with pytest.raises(DateError, match=f"1 of {n} dates are impossible.*row 2500 = '2021-02-30'"):
         read_observations(df)
+
+
+@pytest.mark.parametrize(
+    "name, fmt",
+    [
+        ("ebd_sample.txt", "ebird"),
+        ("gbif_simple.csv", "gbif"),
+        ("inat_observations.csv", "inat-csv"),
+    ],
+)
+@pytest.mark.parametrize("chunksize", [1, 2, 5])
+def test_observation_chunks_are_the_reader_in_pieces(name, fmt, chunksize):
+    """A format's plan read chunk by chunk: contiguous row offsets, every row read once, and
+    the chunks joined (with their report and notes) are what its reader returns."""
+    chunks = ObservationChunks(PLANS[fmt](FIXTURES / name, chunksize=chunksize))
+    pieces = list(chunks)
+    offsets = [c.offset for c in pieces]
+    assert offsets == list(range(0, chunks.report.rows_read, chunksize))
+    assert all(0 < c.rows <= chunksize and len(c.obs) <= c.rows for c in pieces)
+    assert sum(c.rows for c in pieces) == chunks.report.rows_read
+    whole = read_observations(FIXTURES / name, format=fmt, chunksize=chunksize)
+    joined = replace(Observations.concat([c.obs for c in pieces]), report=chunks.report)
+    same(joined, whole)
+    assert chunks.report == whole.report
+    assert sum(c.rows for c in chunks) == whole.report.rows_read  # a second pass starts afresh
+    assert chunks.report == whole.report

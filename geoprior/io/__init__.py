@@ -13,15 +13,21 @@ from ..errors import ConfigError, FormatError, suggest
 from ..observations import Observations
 from ..validation import check_on_invalid
 from .detect import FORMATS, detect_format, format_from_columns
-from .ebird import read_ebird
-from .gbif import read_dwca, read_gbif
-from .inat import read_inat_csv, read_inat_json
-from .table import check_chunksize, read_table
+from .ebird import ebird_plan, read_ebird
+from .gbif import gbif_plan, read_dwca, read_gbif
+from .inat import inat_csv_plan, read_inat_csv, read_inat_json
+from .table import ObservationChunks, ReadPlan, check_chunksize, read_table, table_plan
 
 __all__ = [
     "FORMATS",
+    "PLANS",
+    "ObservationChunks",
+    "ReadPlan",
     "detect_format",
+    "ebird_plan",
     "format_from_columns",
+    "gbif_plan",
+    "inat_csv_plan",
     "read_dwca",
     "read_ebird",
     "read_gbif",
@@ -29,6 +35,7 @@ __all__ = [
     "read_inat_json",
     "read_observations",
     "read_table",
+    "table_plan",
 ]
 
 READERS = {
@@ -38,6 +45,14 @@ READERS = {
     "dwca": read_dwca,
     "ebird": read_ebird,
     "table": read_table,
+}
+# The formats whose readers stream: each one's ReadPlan, made with the reader's arguments
+# less on_invalid and lon_360 (what anything else reading them chunk by chunk calls).
+PLANS = {
+    "table": table_plan,
+    "inat-csv": inat_csv_plan,
+    "gbif": gbif_plan,
+    "ebird": ebird_plan,
 }
 _COLUMN_KEYWORDS = ("lat", "lon", "species", "date", "site", "covariates")
 

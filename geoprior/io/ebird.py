@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 from ..errors import ConfigError
 from ..observations import Observations
-from .table import find_column, guess_columns, observations_from_table, open_table
+from .table import ReadPlan, find_column, guess_columns, observations_from_table, open_table
 
-__all__ = ["EBIRD_CATEGORIES", "read_ebird"]
+__all__ = ["EBIRD_CATEGORIES", "ebird_plan", "read_ebird"]
 
 EBIRD_CATEGORIES = (
     "species",
@@ -53,6 +53,32 @@ def read_ebird(
         >>> obs.report.notes  # doctest: +SKIP
         ["removed 12 rows whose CATEGORY is not in ('species',) ('spuh': 9, 'slash': 3)"]
     """
+    plan = ebird_plan(
+        source, encoding=encoding, chunksize=chunksize, categories=categories, **column_mapping
+    )
+    return observations_from_table(plan, on_invalid=on_invalid, lon_360=lon_360)
+
+
+def ebird_plan(
+    source,
+    *,
+    encoding: str | None = None,
+    chunksize: int = 1_000_000,
+    categories: Sequence[str] | None = ("species",),
+    **column_mapping,
+) -> ReadPlan:
+    """How :func:`read_ebird` reads ``source`` (the arguments are its): the EBD columns,
+    unless ``column_mapping`` names others, and rows kept where ``CATEGORY`` is in
+    ``categories``.
+
+    Raises:
+        ConfigError: ``categories`` is not a sequence of strings, or the file has no
+            ``CATEGORY`` column to filter on.
+
+    Example:
+        >>> ebird_plan("ebd_US-NH_202101_202112_relJan-2022.txt").select  # doctest: +SKIP
+        ('CATEGORY', ('species',))
+    """
     if categories is not None:
         if isinstance(categories, str):
             categories = (categories,)
@@ -85,6 +111,4 @@ def read_ebird(
                 f"to keep every row"
             )
         select = (category, categories)
-    return observations_from_table(
-        table, cols, on_invalid=on_invalid, lon_360=lon_360, select=select
-    )
+    return ReadPlan(table=table, cols=cols, select=select)

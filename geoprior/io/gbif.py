@@ -24,6 +24,7 @@ import pandas as pd
 from ..errors import FormatError
 from ..observations import Observations
 from .table import (
+    ReadPlan,
     Table,
     ZipMember,
     check_chunksize,
@@ -35,7 +36,7 @@ from .table import (
     open_table,
 )
 
-__all__ = ["read_dwca", "read_gbif"]
+__all__ = ["gbif_plan", "read_dwca", "read_gbif"]
 
 _DWC = "http://rs.tdwg.org/dwc/terms/"
 _OCCURRENCE = _DWC + "Occurrence"
@@ -61,26 +62,34 @@ def gbif_defaults(columns: Sequence[str]) -> dict[str, str | None]:
     }
 
 
-def _read_gbif_table(table: Table, on_invalid: str, lon_360: bool, mapping: dict) -> Observations:
+def gbif_plan(
+    source, *, encoding: str | None = None, chunksize: int = 1_000_000, **column_mapping
+) -> ReadPlan:
+    """How :func:`read_gbif` reads a simple download or a dismo-style CSV (not a Darwin Core
+    Archive; the arguments are :func:`read_gbif`'s): the GBIF columns, unless
+    ``column_mapping`` names others, with empty species filled from ``scientificName``.
+
+    Example:
+        >>> gbif_plan("0012345-240101000000000.csv").extra  # doctest: +SKIP
+        ('scientificName',)
+    """
+    table = open_table(source, encoding=encoding, chunksize=chunksize, quoting=None)
+    return _gbif_table_plan(table, column_mapping)
+
+
+def _gbif_table_plan(table: Table, mapping: dict) -> ReadPlan:
     defaults = {k: v for k, v in gbif_defaults(table.columns).items() if v is not None}
     cols = guess_columns(table.columns, table.where, defaults=defaults, **mapping)
     fallback = find_column(table.columns, _FALLBACK)
     if fallback is None or fallback == cols.species or mapping.get("species"):
-        return observations_from_table(table, cols, on_invalid=on_invalid, lon_360=lon_360)
+        return ReadPlan(table=table, cols=cols)
 
     def fill_species(chunk: pd.DataFrame) -> pd.DataFrame:
         species = chunk[cols.species]
         empty = species.isna() | species.astype("string").str.strip().eq("").fillna(True)
         return chunk.assign(**{cols.species: species.where(~empty, chunk[fallback])})
 
-    return observations_from_table(
-        table,
-        cols,
-        on_invalid=on_invalid,
-        lon_360=lon_360,
-        prepare=fill_species,
-        extra=[fallback],
-    )
+    return ReadPlan(table=table, cols=cols, prepare=fill_species, extra=(fallback,))
 
 
 def read_gbif(
@@ -111,8 +120,8 @@ def read_gbif(
             encoding=encoding,
             **column_mapping,
         )
-    table = open_table(source, encoding=encoding, chunksize=chunksize, quoting=None)
-    return _read_gbif_table(table, on_invalid, lon_360, column_mapping)
+    plan = gbif_plan(source, encoding=encoding, chunksize=chunksize, **column_mapping)
+    return observations_from_table(plan, on_invalid=on_invalid, lon_360=lon_360)
 
 
 def _is_dwca(path: Path) -> bool:
@@ -173,7 +182,8 @@ def read_dwca(
         header_lines=spec["header_lines"],
         names=spec["names"],
     )
-    return _read_gbif_table(table, on_invalid, lon_360, column_mapping)
+    plan = _gbif_table_plan(table, column_mapping)
+    return observations_from_table(plan, on_invalid=on_invalid, lon_360=lon_360)
 
 
 def _unescape(value: str) -> str:

@@ -22,6 +22,7 @@ from ..errors import FormatError
 from ..observations import Observations
 from ..validation import check_on_invalid
 from .table import (
+    ReadPlan,
     check_path,
     encoding_error,
     find_column,
@@ -31,7 +32,7 @@ from .table import (
     open_table,
 )
 
-__all__ = ["read_inat_csv", "read_inat_json"]
+__all__ = ["inat_csv_plan", "read_inat_csv", "read_inat_json"]
 
 _COCO_KEYS = ("images", "annotations", "categories")
 
@@ -54,6 +55,20 @@ def read_inat_csv(
     Example:
         >>> obs = read_inat_csv("observations-123456.csv")  # doctest: +SKIP
     """
+    plan = inat_csv_plan(source, encoding=encoding, chunksize=chunksize, **column_mapping)
+    return observations_from_table(plan, on_invalid=on_invalid, lon_360=lon_360)
+
+
+def inat_csv_plan(
+    source, *, encoding: str | None = None, chunksize: int = 1_000_000, **column_mapping
+) -> ReadPlan:
+    """How :func:`read_inat_csv` reads ``source`` (the arguments are its): the export's
+    columns, unless ``column_mapping`` names others.
+
+    Example:
+        >>> inat_csv_plan("observations-123456.csv").cols.date  # doctest: +SKIP
+        'observed_on'
+    """
     table = open_table(source, encoding=encoding, chunksize=chunksize)
     defaults = {
         "lat": find_column(table.columns, "latitude"),
@@ -68,7 +83,7 @@ def read_inat_csv(
         defaults={k: v for k, v in defaults.items() if v is not None},
         **column_mapping,
     )
-    return observations_from_table(table, cols, on_invalid=on_invalid, lon_360=lon_360)
+    return ReadPlan(table=table, cols=cols)
 
 
 def _load_json(source, what: str, encoding: str | None):
@@ -177,4 +192,6 @@ def read_inat_json(
             rows[col] = None
     table = frame_table(rows.reset_index(drop=True), where)
     cols = guess_columns(table.columns, where, lat=lat, lon=lon, species="species", date=date)
-    return observations_from_table(table, cols, on_invalid=on_invalid, lon_360=lon_360)
+    return observations_from_table(
+        ReadPlan(table=table, cols=cols), on_invalid=on_invalid, lon_360=lon_360
+    )

@@ -2,9 +2,11 @@
 
 The other readers are tables with known columns, so the machinery they share lives here:
 :class:`Columns` (which column holds what), :func:`open_table` (a source read in chunks of
-at most ``chunksize`` rows, only the needed columns) and :func:`observations_from_table`
-(each chunk validated by :meth:`Observations.from_arrays` with file row numbers, then the
-chunks joined with :meth:`Observations.concat`).
+at most ``chunksize`` rows, only the needed columns), :class:`ReadPlan` (a reader's set-up:
+the table, its columns and any per-chunk steps; each streaming reader has a function that
+makes its plan, such as :func:`table_plan`), :class:`ObservationChunks` (each chunk of a plan
+validated by :meth:`Observations.from_arrays` with file row numbers) and
+:func:`observations_from_table` (those chunks joined with :meth:`Observations.concat`).
 
 Row numbers in messages are 0-based data rows: row 0 is the first record after the header.
 """
@@ -38,9 +40,21 @@ from ..errors import (
     suggest,
 )
 from ..observations import Observations
-from ..validation import check_on_invalid, parse_dates, warn_dropped
+from ..validation import InvalidRows, check_on_invalid, parse_dates, warn_dropped
 
-__all__ = ["Columns", "Table", "guess_columns", "open_table", "read_table"]
+__all__ = [
+    "Chunk",
+    "Columns",
+    "ObservationChunks",
+    "ReadPlan",
+    "Table",
+    "binary_opener",
+    "guess_columns",
+    "observations_from_table",
+    "open_table",
+    "read_table",
+    "table_plan",
+]
 
 # Candidate names, compared after lower-casing and removing everything but letters and digits.
 CANDIDATES: dict[str, tuple[str, ...]] = {
@@ -190,8 +204,13 @@ def real_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
-def _open_binary(path: Path) -> Callable[[], object]:
-    """A function opening the (decompressed) bytes of ``path``; single-file zips included."""
+def binary_opener(path: Path) -> Callable[[], object]:
+    """A function opening the (decompressed) bytes of ``path``; single-file zips included.
+
+    Example:
+        >>> with binary_opener(Path("ebd_sample.txt.gz"))() as fh:  # doctest: +SKIP
+        ...     header = fh.readline()
+    """
     suffix = path.suffix.lower()
     if suffix in _COMPRESSED:
         return lambda: _COMPRESSED[suffix](path, "rb")
@@ -419,7 +438,7 @@ def open_table(
         return parquet_table(path, chunksize)
     return csv_table(
         str(path),
-        _open_binary(path),
+        binary_opener(path),
         encoding=encoding or _DEFAULT_ENCODING,
         chunksize=chunksize,
         sep=sep,
@@ -464,60 +483,141 @@ def _dates(series: pd.Series) -> np.ndarray:
     return out
 
 
-def observations_from_table(
-    table: Table,
-    cols: Columns,
-    *,
-    on_invalid: str = "raise",
-    lon_360: bool = False,
-    prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
-    extra: Sequence[str] = (),
-    select: tuple[str, Collection[str]] | None = None,
-) -> Observations:
-    """Validate a table chunk by chunk and join the chunks.
+@dataclass(frozen=True)
+class ReadPlan:
+    """How a reader reads a table: the source, which column holds what, and what it does to
+    each chunk.
 
-    Args:
-        prepare: turns each chunk (with ``cols`` and ``extra`` columns) into one with the
-            ``cols`` columns (e.g. filling empty species from another column).
-        select: ``(column, allowed values)``: after validation, rows whose ``column`` is
-            not allowed are removed; ``report.notes`` says how many, per value.
+    Each streaming reader makes its plan with one function (:func:`table_plan`,
+    ``inat_csv_plan``, ``gbif_plan``, ``ebird_plan``), which whatever else reads the same
+    files chunk by chunk (:func:`geoprior.convert_to_columns`) calls too.
+
+    Attributes:
+        table: the source.
+        cols: which of its columns holds what.
+        prepare: turns each chunk (with the ``cols`` and ``extra`` columns) into one with the
+            ``cols`` columns (e.g. filling empty species from another column); ``None``: none.
+        extra: columns read besides ``cols``, for ``prepare``.
+        select: ``(column, allowed values)``: after validation, rows whose ``column`` is not
+            allowed are removed; the report's notes say how many, per value.
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"lat": [44.0], "lon": [-71.3], "species": ["Junco hyemalis"]})
+        >>> table_plan(df).cols
+        Columns(lat='lat', lon='lon', species='species', date=None, site=None, covariates=())
+    """
+
+    table: Table
+    cols: Columns
+    prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None
+    extra: tuple[str, ...] = ()
+    select: tuple[str, tuple[str, ...]] | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk of a table, validated.
+
+    Attributes:
+        obs: its valid rows (those ``select`` allows), with their own ``report``.
+        offset: the file row number of its first row.
+        rows: how many rows it had as read.
+    """
+
+    obs: Observations
+    offset: int
+    rows: int
+
+
+class ObservationChunks:
+    """The rows of a :class:`ReadPlan`, read and validated one chunk at a time.
+
+    Iterating reads the table once and yields a :class:`Chunk` per chunk of the source, each
+    validated by :meth:`Observations.from_arrays` with file row numbers: messages name the
+    source, and ``rows 1000..1999`` too unless the source is one chunk. ``report`` adds up
+    the chunks' reports as they come; after the last chunk it also notes the rows ``select``
+    removed, per value. Warning once about the dropped rows is the caller's
+    (:func:`geoprior.validation.warn_dropped`).
+
+    Raises:
+        GeopriorError: ``on_invalid`` is not ``"raise"`` or ``"drop"``.
+        CoordinateError, DateError, SpeciesNameError: (while iterating) the first invalid row,
+            when ``on_invalid="raise"``.
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"lat": [44.0, 95.0], "lon": [-71.3, 0.0],
+        ...                    "species": ["Junco hyemalis", "Pica pica"]})
+        >>> chunks = ObservationChunks(table_plan(df), on_invalid="drop")
+        >>> [(len(c.obs), c.offset, c.rows) for c in chunks]
+        [(1, 0, 2)]
+        >>> chunks.report.rows_kept
+        1
+    """
+
+    def __init__(self, plan: ReadPlan, *, on_invalid: str = "raise", lon_360: bool = False):
+        check_on_invalid(on_invalid)
+        self.plan, self.on_invalid, self.lon_360 = plan, on_invalid, lon_360
+        self.report = InvalidRows()
+
+    def __iter__(self) -> Iterator[Chunk]:
+        table, cols, select = self.plan.table, self.plan.cols, self.plan.select
+        self.report = InvalidRows()
+        selected = [] if select is None else [select[0]]
+        usecols = list(dict.fromkeys([*cols.needed(), *self.plan.extra, *selected]))
+        strings = {cols.species, cols.date, cols.site, *self.plan.extra, *selected}
+        removed: Counter[str] = Counter()
+        offset = 0
+        for chunk in table.chunks(usecols, strings):
+            n = len(chunk)
+            if self.plan.prepare is not None:
+                chunk = self.plan.prepare(chunk)
+            alone = table.chunksize is None or (offset == 0 and n < table.chunksize)
+            where = table.where if alone else f"{table.where}, rows {offset}..{offset + n - 1}"
+            obs = _validate_chunk(
+                chunk, cols, where, offset, self.on_invalid, self.lon_360, select, removed
+            )
+            self.report.merge(obs.report)
+            yield Chunk(obs=obs, offset=offset, rows=n)
+            offset += n
+        if removed:
+            column, allowed = select
+            counts = ", ".join(f"{v!r}: {c}" for v, c in removed.most_common())
+            self.report.notes.append(
+                f"removed {sum(removed.values())} rows whose {column} is not in "
+                f"{tuple(allowed)!r} ({counts})"
+            )
+
+
+def observations_from_table(
+    plan: ReadPlan, *, on_invalid: str = "raise", lon_360: bool = False
+) -> Observations:
+    """Read a plan's table whole: its :class:`ObservationChunks` joined, dropped rows warned.
 
     Raises:
         EmptyDataError: no rows are left.
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"lat": [44.0], "lon": [-71.3], "species": ["Junco hyemalis"]})
+        >>> observations_from_table(table_plan(df))
+        Observations(1 rows, 1 species, 0 dated)
     """
-    check_on_invalid(on_invalid)
-    usecols = list(dict.fromkeys([*cols.needed(), *extra, *([select[0]] if select else [])]))
-    strings = {cols.species, cols.date, cols.site, *extra, *([select[0]] if select else [])}
-    parts: list[Observations] = []
-    removed: Counter[str] = Counter()
-    offset = 0
-    for chunk in table.chunks(usecols, strings):
-        n = len(chunk)
-        if prepare is not None:
-            chunk = prepare(chunk)
-        alone = table.chunksize is None or (offset == 0 and n < table.chunksize)
-        where = table.where if alone else f"{table.where}, rows {offset}..{offset + n - 1}"
-        part = _chunk_observations(chunk, cols, where, offset, on_invalid, lon_360, select, removed)
-        parts.append(part)
-        offset += n
+    chunks = ObservationChunks(plan, on_invalid=on_invalid, lon_360=lon_360)
+    parts = [chunk.obs for chunk in chunks]
+    where = plan.table.where
     if not parts:
-        raise EmptyDataError(f"{table.where}: no data rows")
+        raise EmptyDataError(f"{where}: no data rows")
     obs = Observations.concat(parts) if len(parts) > 1 else parts[0]
-    report = obs.report
-    if removed:
-        column, allowed = select
-        counts = ", ".join(f"{v!r}: {c}" for v, c in removed.most_common())
-        report.notes.append(
-            f"removed {sum(removed.values())} rows whose {column} is not in {tuple(allowed)!r} "
-            f"({counts})"
-        )
+    obs = replace(obs, report=chunks.report)
     if len(obs) == 0:
-        raise EmptyDataError(f"{table.where}: no usable rows ({report.summary()})")
-    warn_dropped(report, table.where)
+        raise EmptyDataError(f"{where}: no usable rows ({obs.report.summary()})")
+    warn_dropped(obs.report, where)
     return obs
 
 
-def _chunk_observations(
+def _validate_chunk(
     chunk: pd.DataFrame,
     cols: Columns,
     where: str,
@@ -607,19 +707,45 @@ def read_table(
         >>> obs.lat, obs.date
         (array([44.]), array(['2021-06-14'], dtype='datetime64[D]'))
     """
-    table = open_table(source, encoding=encoding, chunksize=chunksize, sep=sep)
-    defaults = {}
-    if GEOMETRY_LAT in table.columns and lat is None and lon is None:
-        defaults = {"lat": GEOMETRY_LAT, "lon": GEOMETRY_LON}
-    cols = guess_columns(
-        table.columns,
-        table.where,
+    plan = table_plan(
+        source,
+        encoding=encoding,
+        chunksize=chunksize,
         lat=lat,
         lon=lon,
         species=species,
         date=date,
         site=site,
         covariates=covariates,
-        defaults=defaults,
+        sep=sep,
     )
-    return observations_from_table(table, cols, on_invalid=on_invalid, lon_360=lon_360)
+    return observations_from_table(plan, on_invalid=on_invalid, lon_360=lon_360)
+
+
+def table_plan(
+    source,
+    *,
+    encoding: str | None = None,
+    chunksize: int = 1_000_000,
+    sep: str | None = None,
+    **column_mapping,
+) -> ReadPlan:
+    """How :func:`read_table` reads ``source`` (the arguments are its): the source opened,
+    its columns named by ``column_mapping`` (``lat=, lon=, species=, date=, site=,
+    covariates=``) or guessed.
+
+    Raises:
+        FormatError: columns that cannot be found or guessed.
+
+    Example:
+        >>> plan = table_plan("sightings.csv", date="when")  # doctest: +SKIP
+        >>> plan.cols.date  # doctest: +SKIP
+        'when'
+    """
+    table = open_table(source, encoding=encoding, chunksize=chunksize, sep=sep)
+    defaults = {}
+    named = column_mapping.get("lat") is not None or column_mapping.get("lon") is not None
+    if GEOMETRY_LAT in table.columns and not named:
+        defaults = {"lat": GEOMETRY_LAT, "lon": GEOMETRY_LON}
+    cols = guess_columns(table.columns, table.where, defaults=defaults, **column_mapping)
+    return ReadPlan(table=table, cols=cols)
