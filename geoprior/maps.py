@@ -29,6 +29,7 @@ from .errors import (
     SpeciesNameError,
 )
 from .grid import CellGrid, cell_grid, cell_polygons, cell_strings, merge_cells, parse_bbox
+from .prior import predict_columns, scores_columns
 from .query import species_indices
 from .thresholds import RULES, compute_thresholds
 from .validation import parse_dates
@@ -172,12 +173,14 @@ def _grid(res, bbox, land_only) -> CellGrid:
 
 
 def _predict_cells(prior, grid: CellGrid, cols: np.ndarray, when) -> np.ndarray:
-    """``(cells, len(cols))`` float32 probabilities, predicted a chunk of cells at a time."""
+    """``(cells, len(cols))`` float32 probabilities, predicted a chunk of cells at a time
+    (a prior that scores chosen columns computes only ``cols``)."""
     out = np.empty((len(grid), cols.size), np.float32)
-    step = max(1, _CHUNK_VALUES // max(1, len(prior.species)))
+    width = cols.size if scores_columns(prior) else len(prior.species)
+    step = max(1, _CHUNK_VALUES // max(1, width))
     for a in range(0, len(grid), step):
         sl = slice(a, a + step)
-        out[sl] = np.asarray(prior.predict(grid.lat[sl], grid.lon[sl], when))[:, cols]
+        out[sl] = predict_columns(prior, grid.lat[sl], grid.lon[sl], when, cols)
     return out
 
 
@@ -419,10 +422,12 @@ def write_all_species(
 ) -> dict:
     """Stream the range maps of every species of ``prior`` into one GeoParquet file.
 
-    Cells are predicted ``chunk_values // n_species`` at a time and each chunk becomes one
-    row group, so memory is one chunk (never ``cells x species``). Rows have the columns of
-    :func:`range_map` (``h3_cell, species, prob, in_range, geometry``), species by species
-    within a chunk; with ``in_range_only`` (the default) only cells in range are written.
+    Cells are predicted ``chunk_values // n_species`` at a time (at least one cell) and
+    each chunk becomes one row group, so memory is one chunk of about
+    ``max(chunk_values, n_species)`` probabilities and a few bytes per row written from it,
+    never ``cells x species``. Rows have the columns of :func:`range_map` (``h3_cell, species,
+    prob, in_range, geometry``), species by species within a chunk; with ``in_range_only``
+    (the default) only cells in range are written.
 
     Returns:
         ``{"cells", "species", "rows", "path"}``.
@@ -442,45 +447,59 @@ def write_all_species(
     s = len(names)
     step = max(1, int(chunk_values) // s)
     species_arr = pa.array(names, pa.string())
+    # text and polygons as dictionaries of a chunk's used cells and species: 4 bytes a row in
+    # memory (Parquet dictionary-encodes them anyway); without the Arrow schema in the file
+    # readers see plain strings and WKB
     schema = pa.schema(
         [
-            ("h3_cell", pa.string()),
-            ("species", pa.string()),
+            ("h3_cell", pa.dictionary(pa.int32(), pa.string())),
+            ("species", pa.dictionary(pa.int32(), pa.string())),
             ("prob", pa.float32()),
             ("in_range", pa.bool_()),
-            ("geometry", pa.binary()),
-        ],
-        metadata={b"geo": _geo_metadata()},
+            ("geometry", pa.dictionary(pa.int32(), pa.binary())),
+        ]
     )
     tmp = _temporary(path)
     rows = 0
     try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        with pq.ParquetWriter(tmp, schema, compression="zstd", store_schema=False) as writer:
             chunks = range(0, len(grid), step)
             for a in tqdm(chunks, disable=not progress, unit="chunk", desc="range maps"):
                 part = grid.take(slice(a, a + step))
                 probs = np.asarray(prior.predict(part.lat, part.lon, when), np.float32)
                 in_range = probs >= thresholds[None, :]
-                keep = in_range.T if in_range_only else np.ones((s, len(part)), bool)
-                sp, cell = np.nonzero(keep)
+                if in_range_only:  # species by species, cells in order
+                    sp, cell = np.nonzero(in_range.T)
+                else:
+                    sp = np.repeat(np.arange(s), len(part))
+                    cell = np.tile(np.arange(len(part)), s)
                 if sp.size == 0:
                     continue
-                used, inverse = np.unique(cell, return_inverse=True)  # polygons of used cells
-                wkb = pa.array(shapely.to_wkb(cell_polygons(part.cells[used])), pa.binary())
-                hexes = pa.array(cell_strings(part.cells[used]), pa.string())
-                cell_idx = pa.array(inverse)
+                used_cells, cell_idx = np.unique(cell, return_inverse=True)
+                used_species, sp_idx = np.unique(sp, return_inverse=True)
+                cell_idx = pa.array(cell_idx.astype(np.int32))
                 table = pa.table(
                     {
-                        "h3_cell": hexes.take(cell_idx),
-                        "species": species_arr.take(pa.array(sp)),
+                        "h3_cell": pa.DictionaryArray.from_arrays(
+                            cell_idx, pa.array(cell_strings(part.cells[used_cells]), pa.string())
+                        ),
+                        "species": pa.DictionaryArray.from_arrays(
+                            sp_idx.astype(np.int32), species_arr.take(pa.array(used_species))
+                        ),
                         "prob": pa.array(probs[cell, sp]),
                         "in_range": pa.array(in_range[cell, sp]),
-                        "geometry": wkb.take(cell_idx),
+                        "geometry": pa.DictionaryArray.from_arrays(
+                            cell_idx,
+                            pa.array(
+                                shapely.to_wkb(cell_polygons(part.cells[used_cells])), pa.binary()
+                            ),
+                        ),
                     },
                     schema=schema,
                 )
                 writer.write_table(table, row_group_size=table.num_rows)
                 rows += table.num_rows
+            writer.add_key_value_metadata({"geo": _geo_metadata()})
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -1,16 +1,21 @@
 """GeoPrior: a trained prior — predict, top-k, save and load.
 
-``GeoPrior.predict(lat, lon, date=None)`` returns an ``(n, S)`` array of probabilities,
-batched internally so millions of points run in bounded memory. A prior trained with dates
-answers undated queries with its year-round prior. Saved priors are a JSON header plus
-``.npz`` arrays (see :mod:`geoprior.store`).
+``GeoPrior.predict(lat, lon, date=None)`` returns an ``(n, S)`` array of probabilities. The
+network and its sigmoid (or softmax) run in one compiled call per batch of rows, so the
+host holds only the output; ``species_chunk`` also bounds the device to ``batch x chunk``
+values, and ``species=`` scores chosen columns (the same for every row, or each row's own)
+without the ``(n, S)`` product. A prior trained with dates answers undated queries with its
+year-round prior. Saved priors are a JSON header plus ``.npz`` arrays (see
+:mod:`geoprior.store`).
 """
 
 from __future__ import annotations
 
+import inspect
 import os
-from collections.abc import Sequence
-from functools import cached_property
+from collections.abc import Callable, Sequence
+from functools import cached_property, partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,15 +25,64 @@ from flax import traverse_util
 from flax.errors import FlaxError
 
 from .encoding import EncoderSpec, encode_inputs
-from .errors import ClassMismatchError, ConfigError, NonFiniteError
+from .errors import ClassMismatchError, ConfigError, NonFiniteError, UnknownSpeciesError
 from .model import GeoNet, ModelConfig
 from .observations import day_of_year
 from .query import Prior, prepare_query, species_indices
 from .store import register_kind, save_folder
 
-__all__ = ["GeoPrior", "Prior", "top_k_frame"]
+__all__ = ["GeoPrior", "Prior", "predict_columns", "scores_columns", "top_k_frame"]
 
 _KIND = "GeoPrior"
+#: Rows per device call.
+_BATCH = 8192
+#: The last batch of a long query is padded to a multiple of this many rows.
+_ROW_STEP = 256
+
+
+class _Scorers(NamedTuple):
+    """A prior's jitted core: ``every`` species from places (network and activation fused);
+    ``embed`` places; a chunk of the ``normaliser`` (maxent's log-sum-exp); chosen
+    ``columns`` of an embedding."""
+
+    every: Callable
+    embed: Callable
+    normaliser: Callable
+    columns: Callable
+
+
+def _fixed_columns(model: GeoNet, emb, cols):
+    """Logits of the same species ``cols (k,)`` for every row of ``emb (n, width)`` →
+    ``(n, k)``, as ``emb @ kernel[:, cols]``: the fixed-set twin of
+    :meth:`GeoNet.head_columns` (which takes each row's own species)."""
+    if model.config.head_rank:
+        emb = model.head_low(emb)
+    kernel = model.head_out.variables["params"]["kernel"]
+    return emb @ jnp.take(kernel, cols, axis=1)
+
+
+def _pad(a: np.ndarray, axis: int, n: int) -> np.ndarray:
+    """``a`` with its last entry along ``axis`` repeated ``n`` more times (fixed shapes)."""
+    if n == 0:
+        return a
+    widths = [(0, 0)] * a.ndim
+    widths[axis] = (0, n)
+    return np.pad(a, widths, mode="edge")
+
+
+def _padding(m: int, n: int, batch_size: int) -> int:
+    """Rows to add to a batch of ``m`` of a query of ``n`` rows. A query that fits in one
+    batch runs as it is; a longer one runs full batches and a last batch padded to a
+    multiple of ``_ROW_STEP`` rows: few shapes to compile, little padded work."""
+    if n <= batch_size:
+        return 0
+    return min(batch_size, -(-m // _ROW_STEP) * _ROW_STEP) - m
+
+
+def _positive(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 class GeoPrior:
@@ -97,60 +151,193 @@ class GeoPrior:
 
     # --------------------------------------------------------------- predict
     @cached_property
-    def _logits_fn(self):
+    def _scorers(self) -> _Scorers:
+        """The jitted core, built once per prior (each compiles once per input shape)."""
         model = GeoNet(self.n_species, ModelConfig(**self.header["config"]["model"]))
         spec, freqs = self.encoder, self.encoder.frequencies()
-        uses_date = self.uses_date
+        uses_date, maxent = self.uses_date, self.loss == "maxent"
 
-        @jax.jit
-        def logits(params, lat, lon, doy, cov):
+        def embed(params, lat, lon, doy, cov):
             x = encode_inputs(spec, freqs, lat, lon, doy if uses_date else None, cov)
-            return model.apply({"params": params}, x)
+            return model.apply({"params": params}, x, method=GeoNet.embed)
 
-        return logits
+        def every(params, lat, lon, doy, cov, log):
+            logits = model.apply(
+                {"params": params}, embed(params, lat, lon, doy, cov), method=GeoNet.head
+            )
+            if maxent:
+                return jax.nn.log_softmax(logits, -1) if log else jax.nn.softmax(logits, -1)
+            return jax.nn.log_sigmoid(logits) if log else jax.nn.sigmoid(logits)
 
-    def _output(self, logits):
-        if self.loss == "maxent":
-            return jax.nn.log_softmax(logits, -1)
-        return jax.nn.log_sigmoid(logits)
+        def normaliser(params, emb, cols, valid, lse):
+            logits = model.apply({"params": params}, emb, cols, method=_fixed_columns)
+            logits = jnp.where(jnp.arange(cols.size) < valid, logits, -jnp.inf)
+            return jnp.logaddexp(lse, jax.nn.logsumexp(logits, -1))
 
-    def log_prob(
-        self, lat, lon, date=None, *, covariates=None, batch_size: int = 8192
-    ) -> np.ndarray:
-        """Log of :meth:`predict` (computed stably)."""
-        lat, lon, dates = prepare_query(lat, lon, date)
-        cov = self._check_covariates(covariates, lat.size)
-        doy = day_of_year(dates).astype(np.float32)
-        out = np.empty((lat.size, self.n_species), np.float32)
-        fn = self._logits_fn
-        bs = max(1, int(batch_size))
-        for start in range(0, lat.size, bs):
-            sl = slice(start, start + bs)
-            n = lat[sl].size
-            pad = bs - n if lat.size > bs else 0  # fixed shapes: one compilation
-            args = [np.pad(a[sl], (0, pad), mode="edge") for a in (lat, lon, doy)]
-            c = None if cov is None else np.pad(cov[sl], ((0, pad), (0, 0)), mode="edge")
-            res = self._output(fn(self.params, *[jnp.asarray(a, jnp.float32) for a in args], c))
-            out[sl] = np.asarray(res)[:n]
-        return out
+        def columns(params, emb, cols, lse, log):
+            method = _fixed_columns if cols.ndim == 1 else GeoNet.head_columns
+            logits = model.apply({"params": params}, emb, cols, method=method)
+            if maxent:
+                out = logits - lse[:, None]
+                return out if log else jnp.exp(out)
+            return jax.nn.log_sigmoid(logits) if log else jax.nn.sigmoid(logits)
+
+        return _Scorers(
+            jax.jit(every, static_argnames="log"),
+            jax.jit(embed),
+            jax.jit(normaliser),
+            jax.jit(columns, static_argnames="log"),
+        )
 
     def predict(
-        self, lat, lon, date=None, *, covariates=None, batch_size: int = 8192
+        self,
+        lat,
+        lon,
+        date=None,
+        *,
+        species=None,
+        covariates=None,
+        batch_size: int = _BATCH,
+        species_chunk: int | None = None,
     ) -> np.ndarray:
         """Probabilities ``(n, S)``: of presence (assume-negative losses) or of being the
-        species observed (``maxent``: rows sum to 1).
+        species observed (``maxent``: full rows sum to 1).
+
+        The sigmoid (or softmax) is taken on the device in the same compiled call as the
+        network; the float32 result is the only array of its size on the host.
 
         Args:
             lat, lon: degrees (scalars or arrays).
             date: ``None`` (year-round), one date, or one per row (``None``/``NaT`` rows
                 year-round).
-            covariates: ``(n, c)`` when the prior was trained with covariates.
-            batch_size: rows per device call (memory is ``batch_size * S`` floats).
+            species: only these columns. ``None``: all ``S`` species. Names or integer
+                column indices, 1-D ``(k,)``: the same ``k`` species for every row, returns
+                ``(n, k)``. 2-D ``(n, k)``: each row its own ``k`` species (e.g. the species
+                a record is of), returns ``(n, k)``. Unknown names raise
+                :class:`~geoprior.UnknownSpeciesError` with close matches.
+            covariates: ``(n, c)`` when the prior was trained with ``c`` covariates. A 1-D
+                array is one column when ``c == 1`` and one row (one place) when ``n == 1``;
+                anything else must be 2-D.
+            batch_size: rows per device call.
+            species_chunk: species per device call. ``None``: all of them at once, device
+                memory ``batch_size x S`` floats (``batch_size x k`` with ``species``; a
+                ``maxent`` prior still needs every logit for its normaliser). A number
+                bounds it to ``batch_size x species_chunk``; the embedding of a batch is
+                computed once and reused for every chunk (``maxent`` computes the logits
+                twice: once for the normaliser, once for the output).
 
         >>> prior.predict([44.06], [-71.31], "2021-06-14").shape  # doctest: +SKIP
         (1, 531)
+        >>> prior.predict([44.06], [-71.31], species=["Setophaga virens"])  # doctest: +SKIP
+        array([[0.83]], dtype=float32)
         """
-        return np.exp(self.log_prob(lat, lon, date, covariates=covariates, batch_size=batch_size))
+        return self._score(lat, lon, date, species, covariates, batch_size, species_chunk, False)
+
+    def log_prob(
+        self,
+        lat,
+        lon,
+        date=None,
+        *,
+        species=None,
+        covariates=None,
+        batch_size: int = _BATCH,
+        species_chunk: int | None = None,
+    ) -> np.ndarray:
+        """Log of :meth:`predict` (log-sigmoid or log-softmax on the device, computed stably);
+        same arguments.
+
+        >>> prior.log_prob([44.06], [-71.31]).max() <= 0  # doctest: +SKIP
+        True
+        """
+        return self._score(lat, lon, date, species, covariates, batch_size, species_chunk, True)
+
+    def _score(self, lat, lon, date, species, covariates, batch_size, species_chunk, log):
+        lat, lon, dates = prepare_query(lat, lon, date)
+        n = lat.size
+        cov = self._check_covariates(covariates, n)
+        cols = self._species_columns(species, n)
+        bs = _positive("batch_size", batch_size)
+        k = self.n_species if cols is None else cols.shape[-1]
+        chunk = k if species_chunk is None else min(k, _positive("species_chunk", species_chunk))
+        out = np.empty((n, k), np.float32)
+        if n == 0 or k == 0:
+            return out
+        every = np.arange(self.n_species, dtype=np.int32)
+        if cols is not None and chunk == k and np.array_equal(cols, every):
+            cols = None  # all species in order: the fused path
+        if cols is None and chunk < k:
+            cols = every
+        doy = day_of_year(dates).astype(np.float32)
+        fns = self._scorers
+        for start in range(0, n, bs):
+            sl = slice(start, start + bs)
+            m = lat[sl].size
+            pad = _padding(m, n, bs)
+            rows = [jnp.asarray(_pad(a[sl], 0, pad), jnp.float32) for a in (lat, lon, doy)]
+            c = None if cov is None else _pad(cov[sl], 0, pad)
+            if cols is None:
+                out[sl] = np.asarray(fns.every(self.params, *rows, c, log=log))[:m]
+                continue
+            emb = fns.embed(self.params, *rows, c)
+            lse = self._normaliser(emb, species_chunk) if self.loss == "maxent" else None
+            own = cols if cols.ndim == 1 else _pad(cols[sl], 0, pad)
+            for a in range(0, k, chunk):
+                block = own[..., a : a + chunk]
+                w = block.shape[-1]
+                res = fns.columns(self.params, emb, _pad(block, -1, chunk - w), lse, log=log)
+                out[sl, a : a + w] = np.asarray(res)[:m, :w]
+        return out
+
+    def _normaliser(self, emb, species_chunk):
+        """log-sum-exp of every species' logit per row, ``species_chunk`` columns a call."""
+        s = self.n_species
+        chunk = s if species_chunk is None else min(s, int(species_chunk))
+        every = np.arange(s, dtype=np.int32)
+        lse = jnp.full(emb.shape[0], -jnp.inf, jnp.float32)
+        for a in range(0, s, chunk):
+            block = every[a : a + chunk]
+            lse = self._scorers.normaliser(
+                self.params, emb, _pad(block, 0, chunk - block.size), block.size, lse
+            )
+        return lse
+
+    def _species_columns(self, species, n: int) -> np.ndarray | None:
+        """``species=`` as int32 column indices: ``None``, ``(k,)`` or ``(n, k)``."""
+        if species is None:
+            return None
+        names = self.species
+        arr = np.asarray(species)
+        if arr.ndim == 0:
+            arr = arr.reshape(1)
+        if arr.ndim > 2:
+            raise ConfigError(
+                f"species must be 1-D (the same for every row) or 2-D (n, k), got shape {arr.shape}"
+            )
+        if arr.ndim == 2 and arr.shape[0] != n:
+            raise ClassMismatchError(
+                f"per-row species have {arr.shape[0]} rows for {n} places; give (n, k) or a "
+                "1-D list for every row"
+            )
+        if arr.size == 0:
+            return np.zeros(arr.shape, np.int32)
+        if arr.dtype.kind in "iu":
+            bad = (arr < 0) | (arr >= len(names))
+            if bad.any():
+                i = int(np.flatnonzero(bad.ravel())[0])
+                raise UnknownSpeciesError(
+                    f"{int(bad.sum())} of {arr.size} species indices outside [0, {len(names)}); "
+                    f"first: position {i} = {int(arr.ravel()[i])}"
+                )
+            return arr.astype(np.int32)
+        flat = arr.ravel().tolist()
+        if arr.dtype.kind not in "UO" or not all(isinstance(v, str) for v in flat):
+            first = next(v for v in flat if not isinstance(v, str))
+            raise ConfigError(
+                f"species must be names or integer column indices, got {arr.dtype} values; "
+                f"first: {first!r}"
+            )
+        return species_indices(flat, names).astype(np.int32).reshape(arr.shape)
 
     def _check_covariates(self, covariates, n: int):
         names = self.covariate_names
@@ -163,12 +350,31 @@ class GeoPrior:
         if covariates is None:
             raise ClassMismatchError(f"this prior needs covariates {list(names)} for every query")
         cov = np.asarray(covariates, np.float64)
-        if cov.ndim == 1:
-            cov = cov[:, None]
-        if cov.shape != (n, len(names)):
+        c = len(names)
+        if cov.ndim <= 1:
+            cov = cov.reshape(-1)
+            if c == 1:  # one value per place
+                if cov.size != n:
+                    raise ClassMismatchError(
+                        f"got {cov.size} values of covariate {names[0]!r} for {n} places "
+                        "(give one per place)"
+                    )
+                cov = cov[:, None]
+            elif n == 1:  # one place, its c covariates
+                if cov.size != c:
+                    raise ClassMismatchError(
+                        f"got {cov.size} covariate values for one place, expected {c} "
+                        f"for columns {list(names)}"
+                    )
+                cov = cov[None, :]
+            else:
+                raise ClassMismatchError(
+                    f"covariates are 1-D (length {cov.size}), which is ambiguous for {n} "
+                    f"places and {c} columns {list(names)}: give a ({n}, {c}) array"
+                )
+        if cov.shape != (n, c):
             raise ClassMismatchError(
-                f"covariates have shape {cov.shape}, expected ({n}, {len(names)}) "
-                f"for columns {list(names)}"
+                f"covariates have shape {cov.shape}, expected ({n}, {c}) for columns {list(names)}"
             )
         bad = ~np.isfinite(cov).all(1)
         if bad.any():
@@ -194,11 +400,12 @@ class GeoPrior:
         ``species`` restricts the ranking to those names (unknown names raise
         :class:`~geoprior.UnknownSpeciesError` with close matches).
         """
-        probs = self.predict(lat, lon, date, covariates=covariates)
         names = self.species
         if species is not None:
             cols = species_indices(species, names)
-            probs, names = probs[:, cols], tuple(names[i] for i in cols)
+            names = tuple(names[i] for i in cols)
+            species = cols
+        probs = self.predict(lat, lon, date, species=species, covariates=covariates)
         return top_k_frame(probs, names, k)
 
     # --------------------------------------------------------------- save / load
@@ -214,6 +421,35 @@ class GeoPrior:
                 arrays[name] = value
         header = dict(self.header, species=list(self.species))
         return save_folder(path, _KIND, header, arrays, overwrite=overwrite)
+
+
+def scores_columns(prior) -> bool:
+    """Whether ``prior.predict`` takes ``species=`` and computes only those columns (as a
+    :class:`GeoPrior` does), so callers can size their chunks by the columns they ask for.
+
+    >>> scores_columns(UniformPrior(["a", "b"]))  # doctest: +SKIP
+    False
+    """
+    return "species" in inspect.signature(prior.predict).parameters
+
+
+def predict_columns(prior, lat, lon, date, columns, *, covariates=None) -> np.ndarray:
+    """Probabilities of chosen columns of any :class:`Prior`, float32.
+
+    ``columns`` are int indices into ``prior.species``: ``(k,)`` the same for every row
+    (returns ``(n, k)``) or ``(n, k)`` each row's own. A prior whose ``predict`` takes
+    ``species=`` (a :class:`GeoPrior`) scores only those columns; any other predicts every
+    species and keeps them.
+
+    >>> predict_columns(prior, [44.0], [-71.3], None, np.array([0, 2])).shape  # doctest: +SKIP
+    (1, 2)
+    """
+    cols = np.asarray(columns)
+    extra = {} if covariates is None else {"covariates": covariates}
+    if scores_columns(prior):
+        return np.asarray(prior.predict(lat, lon, date, species=cols, **extra), np.float32)
+    probs = np.asarray(prior.predict(lat, lon, date, **extra), np.float32)
+    return probs[:, cols] if cols.ndim == 1 else np.take_along_axis(probs, cols, 1)
 
 
 def top_k_frame(probs: np.ndarray, names: Sequence[str], k: int) -> pd.DataFrame:
@@ -260,6 +496,6 @@ def _check_params(prior: GeoPrior) -> None:
     n_cov = len(prior.covariate_names)
     cov = jax.ShapeDtypeStruct((1, n_cov), jnp.float32) if n_cov else None
     try:
-        jax.eval_shape(prior._logits_fn, prior.params, one, one, one, cov)
+        jax.eval_shape(partial(prior._scorers.every, log=False), prior.params, one, one, one, cov)
     except FlaxError as e:
         raise ValueError(f"the weights do not fit the saved model config: {e}") from None

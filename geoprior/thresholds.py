@@ -16,7 +16,9 @@ Two rules, for any :class:`~geoprior.query.Prior`:
 
 A cell is in range when ``prob >= threshold``. Species with no presences get ``NaN``.
 Both rules stream over the data in chunks: memory is ``chunk x species``, never
-``presences x species``.
+``presences x species``. A prior that scores chosen columns (a GeoPrior, see
+:func:`~geoprior.prior.scores_columns`) computes only what a rule needs: ``"lpt"`` each
+presence's own species, ``"f1"`` the species asked for.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+# grid.py has no public (lat, lon) -> int64 cell function; baselines' helper is the one
 from .baselines import _cells
 from .errors import ConfigError, EmptyDataError
 from .land import land_cells
 from .observations import Observations
+from .prior import predict_columns, scores_columns
 from .query import species_indices
 
 __all__ = ["compute_thresholds", "RULES"]
@@ -102,17 +106,17 @@ def compute_thresholds(
     return _f1(prior, obs, cols, target, int(res), int(n_background), seed)
 
 
-def _predict_chunks(prior, lat, lon, date=None, covariates=None, width: int = 1):
-    """Yield ``(slice, probs)`` over rows, ``probs`` float32 ``(rows, S)``."""
+def _predict_chunks(prior, lat, lon, date, covariates, columns: np.ndarray):
+    """Yield ``(slice, probs)`` over rows: float32 probabilities of ``columns`` (``(k,)``
+    for every row or ``(n, k)`` each row's own), about ``_CHUNK_VALUES`` computed a call."""
+    width = columns.shape[-1] if scores_columns(prior) else len(prior.species)
     step = max(1, _CHUNK_VALUES // max(1, width))
     for a in range(0, lat.size, step):
         sl = slice(a, min(lat.size, a + step))
         d = None if date is None else date[sl]
-        if covariates is None:
-            probs = prior.predict(lat[sl], lon[sl], d)
-        else:
-            probs = prior.predict(lat[sl], lon[sl], d, covariates=covariates[sl])
-        yield sl, np.asarray(probs, np.float32)
+        cov = None if covariates is None else covariates[sl]
+        cols = columns if columns.ndim == 1 else columns[sl]
+        yield sl, predict_columns(prior, lat[sl], lon[sl], d, cols, covariates=cov)
 
 
 def _covariates(prior, obs: Observations):
@@ -130,10 +134,9 @@ def _covariates(prior, obs: Observations):
 def _lpt(prior, obs: Observations, cols, target, percentile: float) -> np.ndarray:
     values = np.empty(len(obs), np.float32)
     cov = _covariates(prior, obs)
-    for sl, probs in _predict_chunks(
-        prior, obs.lat, obs.lon, obs.date, cov, width=len(prior.species)
-    ):
-        values[sl] = probs[np.arange(probs.shape[0]), obs.species_index[sl]]
+    own = obs.species_index[:, None]  # each presence: its own species only
+    for sl, probs in _predict_chunks(prior, obs.lat, obs.lon, obs.date, cov, own):
+        values[sl] = probs[:, 0]
     order = np.lexsort((values, target))
     counts = np.bincount(target, minlength=cols.size)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -178,9 +181,9 @@ def _f1(prior, obs: Observations, cols, target, res: int, n_background: int, see
     pos = np.unique(np.searchsorted(cells, occupied) * s + target)
     pos_cell, pos_sp = pos // s, pos % s
     pos_prob = np.empty(pos.size, np.float32)
-    for sl, probs in _predict_chunks(prior, grid.lat, grid.lon, width=len(prior.species)):
+    for sl, probs in _predict_chunks(prior, grid.lat, grid.lon, None, None, cols):
         inside = (pos_cell >= sl.start) & (pos_cell < sl.stop)
-        pos_prob[inside] = probs[pos_cell[inside] - sl.start, cols[pos_sp[inside]]]
+        pos_prob[inside] = probs[pos_cell[inside] - sl.start, pos_sp[inside]]
     keys = _keys(pos_sp, pos_prob)
     order = np.argsort(keys, kind="stable")
     keys, cand_sp, cand_prob = keys[order], pos_sp[order], pos_prob[order]
@@ -188,8 +191,7 @@ def _f1(prior, obs: Observations, cols, target, res: int, n_background: int, see
     start = np.concatenate([[0], np.cumsum(n_pos)[:-1]])
     # false positives per candidate threshold, accumulated as a difference array
     diff = np.zeros(keys.size + 1, np.int64)
-    for sl, probs in _predict_chunks(prior, grid.lat, grid.lon, width=len(prior.species)):
-        sub = probs[:, cols]
+    for sl, sub in _predict_chunks(prior, grid.lat, grid.lon, None, None, cols):
         negative = np.ones(sub.shape, bool)
         inside = (pos_cell >= sl.start) & (pos_cell < sl.stop)
         negative[pos_cell[inside] - sl.start, pos_sp[inside]] = False

@@ -24,7 +24,14 @@ from geoprior.errors import (
     OutputExistsError,
     UnknownSpeciesError,
 )
-from geoprior.grid import MAX_GLOBAL_RES, cell_grid, cell_polygons, land_touching, parse_bbox
+from geoprior.grid import (
+    MAX_GLOBAL_RES,
+    cell_grid,
+    cell_polygons,
+    cell_strings,
+    land_touching,
+    parse_bbox,
+)
 from geoprior.maps import (
     monthly_range_maps,
     range_map,
@@ -308,6 +315,38 @@ def test_all_species_streams_row_groups_that_match_range_map(tmp_path):
         write_all_species(prior, path, res=2)
     with pytest.raises(ConfigError, match="parquet"):
         write_all_species(prior, tmp_path / "all.gpkg", res=2)
+
+
+def test_all_species_of_a_large_prior_stream_in_bounded_memory(tmp_path):
+    import tracemalloc
+
+    from test_prior import random_prior
+
+    prior = random_prior(5_000, width=16)
+    grid = cell_grid(2, land_only=True)
+    dense_bytes = len(grid) * prior.n_species * 4
+    path = tmp_path / "all.parquet"
+    tracemalloc.start()
+    try:
+        summary = write_all_species(prior, path, res=2, threshold=0.9, chunk_values=1 << 16)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < dense_bytes / 8, (peak, dense_bytes)
+    assert pq.ParquetFile(path).metadata.num_row_groups > 1
+    schema = pq.read_schema(path)  # plain text and WKB for any reader, with GeoParquet metadata
+    assert [str(t) for t in schema.types] == ["string", "string", "float", "bool", "binary"]
+    assert b"geo" in schema.metadata
+    back = gpd.read_parquet(path)
+    assert back.crs.to_epsg() == 4326 and len(back) == summary["rows"] > 0
+    assert back.in_range.all() and (back.prob >= 0.9).all()
+    # the same cells as a dense prediction (up to float rounding at the threshold)
+    dense = prior.predict(grid.lat, grid.lon)
+    sp = back.species.str[1:].astype(int).to_numpy()
+    cell = np.searchsorted(cell_strings(grid.cells), back.h3_cell.to_numpy())
+    np.testing.assert_allclose(back.prob, dense[cell, sp], rtol=1e-5)
+    sure, maybe = (dense >= 0.9 + 1e-5).sum(), (dense >= 0.9 - 1e-5).sum()
+    assert sure <= len(back) <= maybe
 
 
 def test_works_with_a_baseline_and_a_trained_geoprior(synthetic_obs, trained_prior):

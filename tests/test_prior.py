@@ -1,5 +1,7 @@
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import REGIONS, small_config
@@ -20,12 +22,48 @@ from geoprior import (
     load_prior,
     train_prior,
 )
-from geoprior.prior import top_k_frame
+from geoprior.encoding import EncoderSpec, encode_inputs
+from geoprior.model import GeoNet, ModelConfig
+from geoprior.prior import _padding, predict_columns, scores_columns, top_k_frame
 
 RNG = np.random.default_rng(7)
 LAT = RNG.uniform(-70, 70, 23)
 LON = RNG.uniform(-180, 180, 23)
 DATES = np.datetime64("2021-01-01") + RNG.integers(0, 365, 23)
+
+
+def random_prior(
+    n_species: int,
+    *,
+    width: int = 16,
+    depth: int = 1,
+    loss: str = "an_full",
+    head_rank: int = 0,
+    use_date: bool = False,
+    n_covariates: int = 0,
+    seed: int = 0,
+) -> GeoPrior:
+    """A GeoPrior with random weights (no training): species ``s0, s1, ...``."""
+    enc = EncoderSpec(kind="fourier", n_features=8, min_km=100.0)
+    model = ModelConfig(width=width, depth=depth, dropout=0.0, head_rank=head_rank)
+    doy = jnp.ones(1) if use_date else None
+    cov = jnp.zeros((1, n_covariates)) if n_covariates else None
+    x = encode_inputs(enc, enc.frequencies(), jnp.zeros(1), jnp.zeros(1), doy, cov)
+    params = GeoNet(n_species, model).init(jax.random.PRNGKey(seed), x)["params"]
+    header = {
+        "config": {"loss": loss, "model": model.to_dict()},
+        "resolved": {"use_date": use_date, "encoder": enc.to_dict()},
+        "covariates": [f"c{i}" for i in range(n_covariates)],
+        "extent": {"bbox": [-180.0, -90.0, 180.0, 90.0]},
+    }
+    stats = np.arange(1, n_covariates + 1, dtype=np.float32) if n_covariates else None
+    return GeoPrior(
+        [f"s{i}" for i in range(n_species)],
+        jax.device_get(params),
+        header,
+        cov_mean=stats,
+        cov_std=stats,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -172,8 +210,10 @@ def test_covariate_errors(trained_prior, cov_prior):
         trained_prior.predict(0.0, 0.0, covariates=[[1.0]])
     with pytest.raises(ClassMismatchError, match=r"needs covariates \['temp', 'rain'\]"):
         cov_prior.predict(45.0, 5.0)
-    with pytest.raises(ClassMismatchError, match=r"shape \(2, 1\), expected \(2, 2\)"):
+    with pytest.raises(ClassMismatchError, match=r"1-D \(length 2\), which is ambiguous"):
         cov_prior.predict([45.0, 46.0], [5.0, 5.0], covariates=[1.0, 2.0])
+    with pytest.raises(ClassMismatchError, match=r"shape \(2, 1\), expected \(2, 2\)"):
+        cov_prior.predict([45.0, 46.0], [5.0, 5.0], covariates=[[1.0], [2.0]])
     with pytest.raises(NonFiniteError, match="1 of 2 covariate rows are not finite; first: row 1"):
         cov_prior.predict([45.0, 46.0], [5.0, 5.0], covariates=[[10.0, 700.0], [np.inf, 1.0]])
     one = cov_prior.predict(45.0, 5.0, covariates=[[10.0, 700.0]])
@@ -187,3 +227,170 @@ def test_top_k_frame_is_stable_on_ties():
     frame = top_k_frame(probs, ["a", "b", "c"], 2)
     assert frame["species"].tolist() == ["b", "c", "a", "b"]
     assert frame["prob"].tolist() == [0.5, 0.5, 0.1, 0.1]
+
+
+# ---------------------------------------------------------------------------- scoring
+@pytest.mark.parametrize("loss", ["an_full", "maxent"])
+def test_predict_is_exp_of_log_prob(trained_prior, loss):
+    for prior in (trained_prior, random_prior(37, loss=loss, use_date=True)):
+        p = prior.predict(LAT, LON, DATES)
+        np.testing.assert_allclose(p, np.exp(prior.log_prob(LAT, LON, DATES)), rtol=2e-6)
+    if loss == "maxent":
+        np.testing.assert_allclose(p.sum(1), 1.0, rtol=1e-5)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    loss=st.sampled_from(["an_full", "maxent"]),
+    head_rank=st.sampled_from([0, 4]),
+    chunk=st.sampled_from([None, 1, 5]),
+    batch=st.sampled_from([6, 8192]),
+    seed=st.integers(0, 2**16),
+)
+def test_species_columns_are_the_full_columns(loss, head_rank, chunk, batch, seed):
+    prior = _cached_prior(loss, head_rank)
+    rng = np.random.default_rng(seed)
+    full = prior.predict(LAT, LON)
+    cols = rng.integers(0, prior.n_species, rng.integers(1, 12))
+    kw = dict(batch_size=batch, species_chunk=chunk)
+    by_index = prior.predict(LAT, LON, species=cols, **kw)
+    np.testing.assert_allclose(by_index, full[:, cols], rtol=1e-5, atol=1e-7)
+    names = [prior.species[i] for i in cols]
+    np.testing.assert_array_equal(prior.predict(LAT, LON, species=names, **kw), by_index)
+    own = rng.integers(0, prior.n_species, (LAT.size, 2))  # each row its own two species
+    np.testing.assert_allclose(
+        prior.predict(LAT, LON, species=own, **kw),
+        np.take_along_axis(full, own, 1),
+        rtol=1e-5,
+        atol=1e-7,
+    )
+    chunked = prior.log_prob(LAT, LON, **kw)
+    np.testing.assert_allclose(chunked, np.log(full), rtol=1e-5, atol=1e-6)
+
+
+_PRIORS: dict = {}
+
+
+def _cached_prior(loss, head_rank):
+    """Hypothesis examples share a few random priors (and their compilations)."""
+    key = (loss, head_rank)
+    if key not in _PRIORS:
+        _PRIORS[key] = random_prior(37, loss=loss, head_rank=head_rank)
+    return _PRIORS[key]
+
+
+def test_species_argument_errors(trained_prior):
+    with pytest.raises(UnknownSpeciesError, match="Did you mean 'Borealis alpha'"):
+        trained_prior.predict(0.0, 0.0, species=["Borealis alfa"])
+    with pytest.raises(
+        UnknownSpeciesError, match=r"1 of 2 species indices outside \[0, 5\); first: position 1 = 5"
+    ):
+        trained_prior.predict(0.0, 0.0, species=[0, 5])
+    with pytest.raises(UnknownSpeciesError, match="= -1"):
+        trained_prior.log_prob(0.0, 0.0, species=-1)
+    with pytest.raises(ConfigError, match="names or integer column indices, got float64"):
+        trained_prior.predict(0.0, 0.0, species=[0.5])
+    with pytest.raises(ClassMismatchError, match="per-row species have 1 rows for 2 places"):
+        trained_prior.predict([0.0, 1.0], [0.0, 1.0], species=[[0, 1]])
+    with pytest.raises(ConfigError, match="shape"):
+        trained_prior.predict(0.0, 0.0, species=np.zeros((1, 1, 1), int))
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ConfigError, match="must be a positive integer"):
+            trained_prior.predict(0.0, 0.0, species_chunk=bad)
+    assert trained_prior.predict([1.0, 2.0], [1.0, 2.0], species=[]).shape == (2, 0)
+    assert trained_prior.predict(1.0, 2.0, species="Borealis alpha").shape == (1, 1)
+
+
+def test_predict_columns_for_any_prior(trained_prior):
+    class Dense:  # a Prior without species=
+        species = trained_prior.species
+
+        def predict(self, lat, lon, date=None):
+            return trained_prior.predict(lat, lon, date)
+
+    assert scores_columns(trained_prior) and not scores_columns(Dense())
+    cols, own = np.array([4, 0]), np.arange(LAT.size)[:, None] % 5
+    for c in (cols, own):
+        np.testing.assert_allclose(
+            predict_columns(trained_prior, LAT, LON, DATES, c),
+            predict_columns(Dense(), LAT, LON, DATES, c),
+            rtol=1e-5,
+            atol=1e-7,
+        )
+
+
+def test_compiles_once_per_shape(monkeypatch):
+    import geoprior.prior as module
+
+    traces = []
+
+    def counting(*args):
+        traces.append(1)
+        return encode_inputs(*args)
+
+    monkeypatch.setattr(module, "encode_inputs", counting)
+    prior = random_prior(50, loss="maxent")
+    for call in range(3):  # same shapes, other places and species each call
+        lat, lon = LAT * 0.9 + call, LON * 0.9 - call
+        prior.predict(lat, lon)
+        prior.predict(lat, lon, species=[call, call + 1, call + 2], species_chunk=2)
+        prior.predict(lat, lon, species=[[call]] * LAT.size)
+        if call == 0:
+            first = len(traces)
+    assert len(traces) == first > 0
+
+
+def test_one_dimensional_covariates():
+    two, one = random_prior(3, n_covariates=2), random_prior(3, n_covariates=1)
+    # one place, its two covariates
+    np.testing.assert_array_equal(
+        two.predict(45.0, 5.0, covariates=[10.0, 700.0]),
+        two.predict(45.0, 5.0, covariates=[[10.0, 700.0]]),
+    )
+    # three places, one covariate each
+    np.testing.assert_array_equal(
+        one.predict(LAT[:3], LON[:3], covariates=[1.0, 2.0, 3.0]),
+        one.predict(LAT[:3], LON[:3], covariates=[[1.0], [2.0], [3.0]]),
+    )
+    np.testing.assert_array_equal(
+        one.predict(1.0, 2.0, covariates=4.0), one.predict(1.0, 2.0, covariates=[[4.0]])
+    )
+    with pytest.raises(
+        ClassMismatchError, match="got 3 covariate values for one place, expected 2"
+    ):
+        two.predict(45.0, 5.0, covariates=[1.0, 2.0, 3.0])
+    with pytest.raises(ClassMismatchError, match="got 2 values of covariate 'c0' for 3 places"):
+        one.predict(LAT[:3], LON[:3], covariates=[1.0, 2.0])
+    with pytest.raises(ClassMismatchError, match=r"give a \(3, 2\) array"):
+        two.predict(LAT[:3], LON[:3], covariates=[1.0, 2.0, 3.0])
+
+
+def test_random_prior_saves_and_reloads(tmp_path):
+    prior = random_prior(9, head_rank=3, n_covariates=1, loss="maxent")
+    loaded = load_prior(prior.save(tmp_path / "r"))
+    cov = np.linspace(0, 1, LAT.size)
+    np.testing.assert_array_equal(
+        loaded.predict(LAT, LON, covariates=cov, species=[2, 7]),
+        prior.predict(LAT, LON, covariates=cov, species=[2, 7]),
+    )
+
+
+@given(n=st.integers(1, 5000), batch=st.integers(1, 3000))
+def test_padding_keeps_few_shapes_and_little_waste(n, batch):
+    shapes = set()
+    for start in range(0, n, batch):
+        m = min(batch, n - start)
+        rows = m + _padding(m, n, batch)
+        assert m <= rows <= batch
+        assert rows == m or rows == batch or rows % 256 == 0
+        assert rows - m < 256
+        shapes.add(rows)
+    assert len(shapes) <= 2
+
+
+def test_long_queries_match_one_batch():
+    prior = random_prior(7, loss="maxent")
+    lat, lon = np.linspace(-60, 60, 700), np.linspace(-170, 170, 700)
+    np.testing.assert_allclose(
+        prior.predict(lat, lon, batch_size=512), prior.predict(lat, lon), rtol=1e-6
+    )

@@ -175,3 +175,42 @@ def test_bad_arguments_raise_clear_errors():
         compute_thresholds(
             BlobPrior(species=("a", "z")), observations(species=("a",)), species=["z"]
         )
+
+
+def test_a_geoprior_scores_only_the_columns_a_rule_needs():
+    from test_prior import random_prior
+
+    prior = random_prior(40, use_date=True, loss="maxent", seed=5)
+    rng = np.random.default_rng(1)
+    n = 300
+    obs = Observations.from_arrays(
+        rng.uniform(-60, 70, n),
+        rng.uniform(-180, 180, n),
+        rng.choice(["s3", "s17", "s31"], n),
+        date=np.datetime64("2021-01-01") + rng.integers(0, 365, n),
+    )
+
+    class Columns:  # the prior, recording the columns each call asks for
+        species = prior.species
+
+        def __init__(self):
+            self.shapes = []
+
+        def predict(self, lat, lon, date=None, species=None):
+            self.shapes.append(np.shape(species))
+            return prior.predict(lat, lon, date, species=species)
+
+    class Whole:  # the generic route: every species, then the columns
+        species = prior.species
+
+        def predict(self, lat, lon, date=None):
+            return prior.predict(lat, lon, date)
+
+    for rule, kw, width in (
+        ("lpt", {}, 1),  # each presence's own species
+        ("f1", dict(species=["s31", "s3"], res=2, n_background=50), 2),
+    ):
+        spy = Columns()
+        t = compute_thresholds(spy, obs, rule, **kw)
+        assert spy.shapes and all(shape[-1] == width for shape in spy.shapes)
+        np.testing.assert_allclose(t, compute_thresholds(Whole(), obs, rule, **kw), rtol=1e-5)
