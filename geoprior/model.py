@@ -88,5 +88,13 @@ class GeoNet(nn.Module):
         cols = jnp.take(kernel, species, axis=1)  # (w, n, k)
         return jnp.einsum("nw,wnk->nk", emb, cols)
 
+    def fixed_columns(self, emb, species):
+        """Logits of the same species ``species (k,)`` for every row: ``emb (n, w)`` →
+        ``(n, k)``, as ``emb @ kernel[:, species]`` (the fixed-set twin of
+        :meth:`head_columns`)."""
+        if self.config.head_rank:
+            emb = self.head_low(emb)
+        return emb @ jnp.take(self.head_out.variables["params"]["kernel"], species, axis=1)
+
     def __call__(self, features, train: bool = False):
         return self.head(self.embed(features, train))

@@ -51,16 +51,6 @@ class _Scorers(NamedTuple):
     columns: Callable
 
 
-def _fixed_columns(model: GeoNet, emb, cols):
-    """Logits of the same species ``cols (k,)`` for every row of ``emb (n, width)`` →
-    ``(n, k)``, as ``emb @ kernel[:, cols]``: the fixed-set twin of
-    :meth:`GeoNet.head_columns` (which takes each row's own species)."""
-    if model.config.head_rank:
-        emb = model.head_low(emb)
-    kernel = model.head_out.variables["params"]["kernel"]
-    return emb @ jnp.take(kernel, cols, axis=1)
-
-
 def _pad(a: np.ndarray, axis: int, n: int) -> np.ndarray:
     """``a`` with its last entry along ``axis`` repeated ``n`` more times (fixed shapes)."""
     if n == 0:
@@ -170,12 +160,12 @@ class GeoPrior:
             return jax.nn.log_sigmoid(logits) if log else jax.nn.sigmoid(logits)
 
         def normaliser(params, emb, cols, valid, lse):
-            logits = model.apply({"params": params}, emb, cols, method=_fixed_columns)
+            logits = model.apply({"params": params}, emb, cols, method=GeoNet.fixed_columns)
             logits = jnp.where(jnp.arange(cols.size) < valid, logits, -jnp.inf)
             return jnp.logaddexp(lse, jax.nn.logsumexp(logits, -1))
 
         def columns(params, emb, cols, lse, log):
-            method = _fixed_columns if cols.ndim == 1 else GeoNet.head_columns
+            method = GeoNet.fixed_columns if cols.ndim == 1 else GeoNet.head_columns
             logits = model.apply({"params": params}, emb, cols, method=method)
             if maxent:
                 out = logits - lse[:, None]

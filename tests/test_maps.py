@@ -320,7 +320,7 @@ def test_all_species_streams_row_groups_that_match_range_map(tmp_path):
 def test_all_species_of_a_large_prior_stream_in_bounded_memory(tmp_path):
     import tracemalloc
 
-    from test_prior import random_prior
+    from conftest import random_prior
 
     prior = random_prior(5_000, width=16)
     grid = cell_grid(2, land_only=True)

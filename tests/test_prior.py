@@ -1,10 +1,8 @@
 import json
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import REGIONS, small_config
+from conftest import REGIONS, random_prior, small_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,48 +20,13 @@ from geoprior import (
     load_prior,
     train_prior,
 )
-from geoprior.encoding import EncoderSpec, encode_inputs
-from geoprior.model import GeoNet, ModelConfig
+from geoprior.encoding import encode_inputs
 from geoprior.prior import _padding, predict_columns, scores_columns, top_k_frame
 
 RNG = np.random.default_rng(7)
 LAT = RNG.uniform(-70, 70, 23)
 LON = RNG.uniform(-180, 180, 23)
 DATES = np.datetime64("2021-01-01") + RNG.integers(0, 365, 23)
-
-
-def random_prior(
-    n_species: int,
-    *,
-    width: int = 16,
-    depth: int = 1,
-    loss: str = "an_full",
-    head_rank: int = 0,
-    use_date: bool = False,
-    n_covariates: int = 0,
-    seed: int = 0,
-) -> GeoPrior:
-    """A GeoPrior with random weights (no training): species ``s0, s1, ...``."""
-    enc = EncoderSpec(kind="fourier", n_features=8, min_km=100.0)
-    model = ModelConfig(width=width, depth=depth, dropout=0.0, head_rank=head_rank)
-    doy = jnp.ones(1) if use_date else None
-    cov = jnp.zeros((1, n_covariates)) if n_covariates else None
-    x = encode_inputs(enc, enc.frequencies(), jnp.zeros(1), jnp.zeros(1), doy, cov)
-    params = GeoNet(n_species, model).init(jax.random.PRNGKey(seed), x)["params"]
-    header = {
-        "config": {"loss": loss, "model": model.to_dict()},
-        "resolved": {"use_date": use_date, "encoder": enc.to_dict()},
-        "covariates": [f"c{i}" for i in range(n_covariates)],
-        "extent": {"bbox": [-180.0, -90.0, 180.0, 90.0]},
-    }
-    stats = np.arange(1, n_covariates + 1, dtype=np.float32) if n_covariates else None
-    return GeoPrior(
-        [f"s{i}" for i in range(n_species)],
-        jax.device_get(params),
-        header,
-        cov_mean=stats,
-        cov_std=stats,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -178,7 +178,7 @@ def test_bad_arguments_raise_clear_errors():
 
 
 def test_a_geoprior_scores_only_the_columns_a_rule_needs():
-    from test_prior import random_prior
+    from conftest import random_prior
 
     prior = random_prior(40, use_date=True, loss="maxent", seed=5)
     rng = np.random.default_rng(1)
