@@ -24,7 +24,7 @@ import numpy as np
 from .errors import EmptyDataError
 from .observations import Observations, day_of_year
 
-__all__ = ["MemoryRows", "StoreRows", "PermutationPlan", "BlockPlan"]
+__all__ = ["MemoryRows", "StoreRows", "PermutationPlan", "BlockPlan", "capped_rows"]
 
 
 def _rng(*key: int) -> np.random.Generator:
@@ -110,6 +110,11 @@ class StoreRows:
     @property
     def n_pool(self) -> int:
         return self.n
+
+
+def capped_rows(species: np.ndarray, n_species: int, cap: int, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a random ``cap`` rows of each species (all rows of rarer ones)."""
+    return np.sort(_epoch_order(species, n_species, cap, _rng(seed)))
 
 
 def _epoch_order(species: np.ndarray, n_species: int, cap: int | None, rng) -> np.ndarray:

@@ -31,7 +31,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .batches import BlockPlan, MemoryRows, PermutationPlan, StoreRows
+from .batches import BlockPlan, MemoryRows, PermutationPlan, StoreRows, capped_rows
 from .distributed import (
     is_main_process,
     make_mesh,
@@ -65,7 +65,7 @@ BACKGROUNDS = ("auto", "target", "uniform", "land", "extent", "far", "target+ext
 CHECKPOINT = "checkpoint.npz"
 CHECKPOINT_META = "checkpoint.json"
 PLACE_SAMPLE = 200_000  # rows of a ColumnStore whose places set the encoder scales and extent
-THRESHOLD_ROWS = 1000  # presences per species of a ColumnStore for the LPT thresholds
+THRESHOLD_ROWS = 500  # presences per species (a random sample) for the LPT thresholds
 
 
 @dataclass(frozen=True)
@@ -668,9 +668,13 @@ def train_prior(
         cov_std=cov_std,
         loss_curve=losses,
     )
-    # per-species range thresholds (LPT, 5th percentile over the training presences), used
-    # by range maps and rerank's "outside range" flag unless the caller chooses another rule
-    presences = data if in_memory else data.take(data.per_species_sample(THRESHOLD_ROWS))
+    # per-species range thresholds (LPT, 5th percentile over at most THRESHOLD_ROWS random
+    # training presences of each species), used by range maps and rerank's "outside range"
+    # flag unless the caller chooses another rule
+    if in_memory:
+        presences = data[capped_rows(data.species_index, n_species, THRESHOLD_ROWS, config.seed)]
+    else:
+        presences = data.take(data.per_species_sample(THRESHOLD_ROWS, seed=config.seed))
     prior.thresholds = compute_thresholds(prior, presences, "lpt", 5.0)
     return prior
 

@@ -58,3 +58,13 @@ def test_empty_plans_raise():
         BlockPlan(0, 0, 8)
     with pytest.raises(EmptyDataError):
         PermutationPlan(np.zeros(0, np.int32), 1, None, 0, 8)
+
+
+def test_capped_rows_keeps_at_most_cap_of_each_species():
+    from geoprior.batches import capped_rows
+
+    species = np.array([0] * 50 + [1] * 3 + [2] * 10)
+    rows = capped_rows(species, 3, cap=5, seed=1)
+    assert np.bincount(species[rows], minlength=3).tolist() == [5, 3, 5]
+    assert (np.diff(rows) > 0).all()
+    np.testing.assert_array_equal(rows, capped_rows(species, 3, cap=5, seed=1))
