@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from flax import traverse_util
 from flax.errors import FlaxError
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .encoding import EncoderSpec, encode_inputs
 from .errors import ClassMismatchError, ConfigError, NonFiniteError, UnknownSpeciesError
@@ -49,6 +50,27 @@ class _Scorers(NamedTuple):
     embed: Callable
     normaliser: Callable
     columns: Callable
+
+
+class _RowSplit:
+    """Places arrays with their rows split over ``n`` local devices (``n == 1``: as is)."""
+
+    def __init__(self, sharding=None, n: int = 1):
+        self.sharding, self.n = sharding, n
+
+    def __call__(self, a: np.ndarray):
+        return jnp.asarray(a) if self.sharding is None else jax.device_put(a, self.sharding)
+
+
+def _on_local_devices(params):
+    """Parameters replicated on this process's devices and the split of query rows over
+    them: scoring uses every local accelerator (one device: nothing moves)."""
+    devices = jax.local_devices()
+    if len(devices) == 1:
+        return params, _RowSplit()
+    mesh = Mesh(np.array(devices), ("rows",))
+    params = jax.device_put(params, NamedSharding(mesh, PartitionSpec()))
+    return params, _RowSplit(NamedSharding(mesh, PartitionSpec("rows")), len(devices))
 
 
 def _pad(a: np.ndarray, axis: int, n: int) -> np.ndarray:
@@ -260,26 +282,28 @@ class GeoPrior:
             cols = every
         doy = day_of_year(dates).astype(np.float32)
         fns = self._scorers
+        params, split = _on_local_devices(self.params)
         for start in range(0, n, bs):
             sl = slice(start, start + bs)
             m = lat[sl].size
             pad = _padding(m, n, bs)
-            rows = [jnp.asarray(_pad(a[sl], 0, pad), jnp.float32) for a in (lat, lon, doy)]
-            c = None if cov is None else _pad(cov[sl], 0, pad)
+            pad += -(m + pad) % split.n  # rows split evenly over the local devices
+            rows = [split(_pad(a[sl], 0, pad).astype(np.float32)) for a in (lat, lon, doy)]
+            c = None if cov is None else split(_pad(cov[sl], 0, pad).astype(np.float32))
             if cols is None:
-                out[sl] = np.asarray(fns.every(self.params, *rows, c, log=log))[:m]
+                out[sl] = np.asarray(fns.every(params, *rows, c, log=log))[:m]
                 continue
-            emb = fns.embed(self.params, *rows, c)
-            lse = self._normaliser(emb, species_chunk) if self.loss == "maxent" else None
-            own = cols if cols.ndim == 1 else _pad(cols[sl], 0, pad)
+            emb = fns.embed(params, *rows, c)
+            lse = self._normaliser(emb, species_chunk, params) if self.loss == "maxent" else None
+            own = cols if cols.ndim == 1 else split(_pad(cols[sl], 0, pad))
             for a in range(0, k, chunk):
                 block = own[..., a : a + chunk]
                 w = block.shape[-1]
-                res = fns.columns(self.params, emb, _pad(block, -1, chunk - w), lse, log=log)
+                res = fns.columns(params, emb, _pad(block, -1, chunk - w), lse, log=log)
                 out[sl, a : a + w] = np.asarray(res)[:m, :w]
         return out
 
-    def _normaliser(self, emb, species_chunk):
+    def _normaliser(self, emb, species_chunk, params):
         """log-sum-exp of every species' logit per row, ``species_chunk`` columns a call."""
         s = self.n_species
         chunk = s if species_chunk is None else min(s, int(species_chunk))
@@ -288,7 +312,7 @@ class GeoPrior:
         for a in range(0, s, chunk):
             block = every[a : a + chunk]
             lse = self._scorers.normaliser(
-                self.params, emb, _pad(block, 0, chunk - block.size), block.size, lse
+                params, emb, _pad(block, 0, chunk - block.size), block.size, lse
             )
         return lse
 

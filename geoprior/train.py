@@ -348,19 +348,24 @@ class _Background:
         return tables["south"][i] + jitter[:, 0], tables["west"][i] + jitter[:, 1]
 
 
-def _far_from(lat, lon, place_lat, place_lon, km: float, max_places: int = 20000) -> np.ndarray:
-    """Mask of points farther than ``km`` from every place (a random subsample of at most
-    ``max_places`` distinct places; chunked dot products of unit vectors)."""
-    places = np.unique(np.round(np.stack([place_lat, place_lon], 1), 3), axis=0)
+def _far_from(lat, lon, place_lat, place_lon, km: float, max_places: int = 8000) -> np.ndarray:
+    """Mask of points farther than ``km`` from every place.
+
+    Places are first merged on a grid of ``km / 20`` (moving none by more than 4% of the
+    buffer), then at most ``max_places`` of the merged places are kept at random, so the
+    cost is bounded for millions of places; chunked dot products of unit vectors."""
+    cell = max(km / 20.0 / 111.0, 1e-3)  # degrees
+    places = np.unique(np.round(np.stack([place_lat, place_lon], 1) / cell), axis=0) * cell
     if len(places) > max_places:
         places = places[np.random.default_rng(0).choice(len(places), max_places, replace=False)]
 
     p = unit_xyz(places[:, 0], places[:, 1]).astype(np.float32)
     cos_limit = np.cos(km / EARTH_RADIUS_KM)
     out = np.empty(len(lat), bool)
-    for start in range(0, len(lat), 50_000):
-        q = unit_xyz(lat[start : start + 50_000], lon[start : start + 50_000]).astype(np.float32)
-        out[start : start + 50_000] = (q @ p.T).max(1) < cos_limit
+    step = max(1, (1 << 25) // len(p))  # (step, places) products of at most 128 MB
+    for start in range(0, len(lat), step):
+        q = unit_xyz(lat[start : start + step], lon[start : start + step]).astype(np.float32)
+        out[start : start + step] = (q @ p.T).max(1) < cos_limit
     return out
 
 

@@ -76,6 +76,14 @@ def test_model_parallel_pads_a_head_that_does_not_split_evenly(tmp_path):
     assert heads and all(p.shape == q.shape for p, q in zip(_params(two), _params(one)))
 
 
+def test_scoring_splits_places_over_local_devices(tmp_path):
+    from distributed_worker import scores
+
+    two = _run(tmp_path / "scores.npz", "--predict", devices=2)
+    for name, one in scores().items():
+        np.testing.assert_allclose(two[name], one, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
