@@ -94,6 +94,12 @@ def make_mesh(model_parallel: int = 1, devices=None) -> Mesh:
         raise ConfigError(
             f"model_parallel must divide the number of devices ({n}), got {model_parallel}"
         )
+    local = jax.local_device_count()
+    if jax.process_count() > 1 and local % model_parallel:
+        raise ConfigError(
+            f"the species head is split within a process: model_parallel must divide the "
+            f"{local} devices of each process, got {model_parallel}"
+        )
     grid = np.array(devices, dtype=object).reshape(n // model_parallel, model_parallel)
     return Mesh(grid, ("data", "model"))
 
