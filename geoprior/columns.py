@@ -67,6 +67,7 @@ from .io import PLANS
 from .io.detect import detect_format
 from .io.table import ObservationChunks, binary_opener, check_path, real_suffix
 from .observations import Observations
+from .store import read_json_header
 from .validation import InvalidRows, check_on_invalid, warn_dropped
 
 __all__ = ["ColumnStore", "convert_to_columns"]
@@ -179,6 +180,7 @@ def convert_to_columns(
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
+            "geoprior_version": _version(),
             "n_rows": n,
             "species": species,
             "species_counts": summary.counts.tolist(),
@@ -434,6 +436,12 @@ class _Summary:
         return self.mean, np.sqrt(self.m2 / max(self.n, 1))
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def _check_target(out: Path, overwrite: bool) -> None:
     if not out.exists():
         return
@@ -504,18 +512,7 @@ class ColumnStore:
                 f"{path} is not a column store: no {MANIFEST} inside (expected a folder "
                 f"written by convert_to_columns)"
             )
-        try:
-            manifest = json.loads(file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise FormatError(f"{file} is corrupt: {e}") from None
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise FormatError(f'{file} is not a column store manifest (no "format": "{FORMAT}")')
-        version = manifest.get("format_version")
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            raise FormatError(
-                f"{path} has format version {version!r}; this geoprior reads up to "
-                f"{FORMAT_VERSION}: upgrade geoprior"
-            )
+        manifest = read_json_header(file, FORMAT, FORMAT_VERSION, FormatError)
         missing = [k for k in _MANIFEST_KEYS if k not in manifest]
         if missing:
             raise FormatError(f"{file} is incomplete: no {', '.join(missing)}")

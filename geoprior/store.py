@@ -97,6 +97,26 @@ def save_folder(
     return path
 
 
+def read_json_header(file: Path, fmt: str, max_version: int, error: type[Exception]) -> dict:
+    """A JSON header whose ``"format"`` is ``fmt`` and ``"format_version"`` at most
+    ``max_version``; anything else raises ``error`` saying what is wrong."""
+    try:
+        with open(file, encoding="utf-8") as f:
+            header = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{file} is corrupt: {e}") from None
+    if not isinstance(header, dict) or header.get("format") != fmt:
+        raise error(f'{file} is not a {fmt} header (no "format": "{fmt}")')
+    version = header.get("format_version")
+    if not isinstance(version, int) or version > max_version:
+        raise error(
+            f"{file.parent} has format version {version!r}, this geoprior reads up to "
+            f"{max_version}; upgrade geoprior (it was written by geoprior "
+            f"{header.get('geoprior_version', 'unknown')})"
+        )
+    return header
+
+
 def read_folder(
     path: str | os.PathLike, kind: str | None = None
 ) -> tuple[dict, dict[str, np.ndarray]]:
@@ -107,19 +127,7 @@ def read_folder(
             f"{path} is not a saved prior: no {HEADER} inside (expected a folder "
             f"written by .save())"
         )
-    try:
-        with open(path / HEADER, encoding="utf-8") as f:
-            header = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PriorFileError(f"{path / HEADER} is corrupt: {e}") from None
-    if not isinstance(header, dict) or header.get("format") != "geoprior":
-        raise PriorFileError(f'{path / HEADER} is not a geoprior header (no "format": "geoprior")')
-    version = header.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise PriorFileError(
-            f"{path} has format version {version!r}, this geoprior reads up to {FORMAT_VERSION}; "
-            f"upgrade geoprior (it was written by geoprior {header.get('geoprior_version')})"
-        )
+    header = read_json_header(path / HEADER, "geoprior", FORMAT_VERSION, PriorFileError)
     if kind is not None and header.get("kind") != kind:
         raise PriorFileError(f"{path} holds a {header.get('kind')!r}, expected a {kind!r}")
     try:
