@@ -13,9 +13,9 @@ contributes ``1/P`` of every global batch.
 Example (two processes on one machine; see docs/scaling.md):
 
     $ GEOPRIOR_COORDINATOR_ADDRESS=127.0.0.1:12355 GEOPRIOR_NUM_PROCESSES=2 \\
-      GEOPRIOR_PROCESS_ID=0 geoprior train data/ prior0 --distributed &
+      GEOPRIOR_PROCESS_ID=0 geoprior train data.columns -o data.prior --distributed &
     $ GEOPRIOR_COORDINATOR_ADDRESS=127.0.0.1:12355 GEOPRIOR_NUM_PROCESSES=2 \\
-      GEOPRIOR_PROCESS_ID=1 geoprior train data/ prior1 --distributed
+      GEOPRIOR_PROCESS_ID=1 geoprior train data.columns -o data.prior --distributed
 """
 
 from __future__ import annotations
