@@ -45,7 +45,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +102,7 @@ def convert_to_columns(
     on_invalid: str = "raise",
     lon_360: bool = False,
     encoding: str | None = None,
+    categories: Sequence[str] | None = ("species",),
     chunk_rows: int = 500_000,
     seed: int = 0,
     overwrite: bool = False,
@@ -122,6 +123,8 @@ def convert_to_columns(
         on_invalid: ``"raise"``: the first bad row raises, naming the file and row.
             ``"drop"``: bad rows are dropped and counted in the manifest's ``report``.
         lon_360, encoding: as for :func:`geoprior.read_observations`.
+        categories: eBird files keep the rows of these CATEGORY values, as
+            :func:`geoprior.io.read_ebird` does (``None``: every row).
         chunk_rows: rows read, validated and held at a time; bounds the memory used.
         seed: fixes the row order (for the same sources and ``chunk_rows``).
         overwrite: replace an existing store at ``out_dir``.
@@ -158,7 +161,9 @@ def convert_to_columns(
         rng = np.random.default_rng(seed)
         estimate = sum(_estimate_rows(path) for path in files)
         dtype = _record_dtype(len(covariates))
-        reader = _Reader(mapping, covariates, on_invalid, lon_360, encoding, chunk_rows, dtype)
+        reader = _Reader(
+            mapping, covariates, on_invalid, lon_360, encoding, categories, chunk_rows, dtype
+        )
         (tmp / "buckets").mkdir()
         with tqdm(total=estimate, unit="row", desc="reading", disable=not progress) as bar:
             records = reader.records(files, formats, bar.update)
@@ -304,9 +309,12 @@ class _Reader:
     (name -> id, in order of first sight) and what was dropped in ``report``/``sources``.
     Each file is read by its reader's plan (:data:`geoprior.io.PLANS`), chunk by chunk."""
 
-    def __init__(self, mapping, covariates, on_invalid, lon_360, encoding, chunk_rows, dtype):
+    def __init__(
+        self, mapping, covariates, on_invalid, lon_360, encoding, categories, chunk_rows, dtype
+    ):
         self.mapping, self.covariates = mapping, covariates
         self.on_invalid, self.lon_360, self.encoding = on_invalid, lon_360, encoding
+        self.categories = categories
         self.chunk_rows, self.dtype = chunk_rows, dtype
         self.vocab: dict[str, int] = {}
         self.report = InvalidRows()
@@ -319,6 +327,7 @@ class _Reader:
                 encoding=self.encoding,
                 chunksize=self.chunk_rows,
                 covariates=self.covariates,
+                **({"categories": self.categories} if fmt == "ebird" else {}),
                 **self.mapping,
             )
             # a store keeps no site ids, so they are not read

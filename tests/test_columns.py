@@ -383,3 +383,17 @@ def test_peak_memory_grows_with_the_chunk_not_the_data(tmp_path):
     columns = 80_000 * (4 + 4 + 8 + 4)
     assert peaks[80_000] < 1.5 * peaks[20_000], peaks  # linear growth would be 4x
     assert peaks[80_000] < columns / 2, (peaks, columns)
+
+
+def test_ebird_categories_as_read_ebird(tmp_path):
+    from geoprior import ConfigError
+    from geoprior.io import read_ebird
+
+    src = FIXTURES / "ebd_sample.txt"
+    every = read_ebird(src, categories=None)
+    store = convert_to_columns(src, tmp_path / "all", categories=None)
+    assert store_rows(store) == obs_rows(every)
+    frame_ = pd.read_csv(src, sep="\t", dtype=str).drop(columns=["CATEGORY"])
+    frame_.to_csv(tmp_path / "nocat.txt", sep="\t", index=False)
+    with pytest.raises(ConfigError, match="categories=None"):
+        convert_to_columns(tmp_path / "nocat.txt", tmp_path / "x")
