@@ -709,15 +709,16 @@ def _progress(total: int, start: int, enabled: bool):
 
 def _save_checkpoint(workdir: Path, state: TrainState, header: dict, losses: np.ndarray) -> None:
     """Write the state atomically (every process gathers it; process 0 writes)."""
-    leaves = jax.tree_util.tree_leaves(to_host(state))
+    host = to_host(state)
     if not is_main_process():
         return
+    leaves = jax.tree_util.tree_leaves(host)
     arrays = {f"leaf_{i:05d}": np.asarray(v) for i, v in enumerate(leaves)}
     arrays["losses"] = losses
     fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".npz", dir=workdir)
     os.close(fd)
     np.savez(tmp, **arrays)
-    meta = {"step": int(leaves[-1]), "header": header}
+    meta = {"step": int(host.step), "header": header}
     fd2, tmp2 = tempfile.mkstemp(prefix=".checkpoint.", suffix=".json", dir=workdir)
     with os.fdopen(fd2, "w") as f:
         json.dump(meta, f)
