@@ -19,9 +19,11 @@ from .errors import (
     MissingFileError,
     NonFiniteError,
     OutputExistsError,
+    PathError,
     PriorFileError,
     RowIndexError,
     SpeciesNameError,
+    TrainingDivergedError,
     UnknownSpeciesError,
 )
 from .evaluate import (
@@ -116,8 +118,10 @@ __all__ = [
     "MissingDependencyError",
     "NonFiniteError",
     "OutputExistsError",
+    "PathError",
     "PriorFileError",
     "RowIndexError",
     "SpeciesNameError",
+    "TrainingDivergedError",
     "UnknownSpeciesError",
 ]

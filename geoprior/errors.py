@@ -31,6 +31,8 @@ __all__ = [
     "EmptyDataError",
     "MissingDependencyError",
     "RowIndexError",
+    "PathError",
+    "TrainingDivergedError",
 ]
 
 
@@ -99,6 +101,15 @@ class MissingDependencyError(GeopriorError, ImportError):
 
 class RowIndexError(GeopriorError, IndexError):
     """Row numbers outside a table or column store (e.g. ``ColumnStore.take``)."""
+
+
+class PathError(GeopriorError, OSError):
+    """A path that cannot be used: an output whose folder does not exist, a folder where a
+    file is expected, a path without permission."""
+
+
+class TrainingDivergedError(GeopriorError, FloatingPointError):
+    """Training produced a non-finite loss (usually: the learning rate is too high)."""
 
 
 def show(value: object) -> str:

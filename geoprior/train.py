@@ -49,7 +49,13 @@ from .encoding import (
     place_scales_km,
     unit_xyz,
 )
-from .errors import ConfigError, EmptyDataError, OutputExistsError, PriorFileError
+from .errors import (
+    ConfigError,
+    EmptyDataError,
+    OutputExistsError,
+    PriorFileError,
+    TrainingDivergedError,
+)
 from .land import land_cells
 from .losses import LOSSES, an_full, an_ssdl, maxent
 from .model import GeoNet, ModelConfig
@@ -637,9 +643,12 @@ def train_prior(
             losses[step + 1 - len(vals) : step + 1] = vals
             recent = []
             if not np.isfinite(vals).all():
-                raise FloatingPointError(
-                    f"training diverged: non-finite loss at step {step + 1}; "
-                    f"lower learning_rate (now {config.learning_rate})"
+                bad = int(np.argmin(np.isfinite(vals)))
+                lr = config.learning_rate
+                raise TrainingDivergedError(
+                    f"training diverged: the loss is {vals[bad]} at step "
+                    f"{step + 2 - len(vals) + bad} of {res.steps}; lower learning_rate "
+                    f"(now {lr:g}; CLI: --set learning_rate={lr / 10:g})"
                 )
             if bar is not None:
                 rate = seen / max(time.perf_counter() - t0, 1e-9)
