@@ -36,7 +36,7 @@ from .errors import (
 )
 from .observations import Observations
 from .query import prepare_query
-from .store import register_kind, save_folder
+from .store import ArraySpec, Schema, field, register_kind, save_folder
 from .validation import check_species_names
 
 __all__ = [
@@ -199,6 +199,20 @@ def _counts_load(prefix: str, arrays: dict, n_species: int) -> _Counts:
     return c
 
 
+def _counts_specs(prefix: str) -> dict[str, ArraySpec]:
+    """The saved arrays of a :class:`_Counts` (see :class:`geoprior.store.Schema`)."""
+    entries = f"{prefix} entries"
+    return {
+        f"{prefix}_keys": ArraySpec((None,), "i"),
+        f"{prefix}_indptr": ArraySpec((None,), "i", min=0),
+        f"{prefix}_species": ArraySpec((entries,), "i", min=0),
+        f"{prefix}_counts": ArraySpec((entries,), min=0),
+    }
+
+
+_NON_NEGATIVE = field(float, min=0)
+
+
 def _gather(
     c: _Counts,
     keys: np.ndarray,
@@ -316,7 +330,7 @@ class UniformPrior:
         )
 
 
-@register_kind("UniformPrior")
+@register_kind("UniformPrior", Schema())
 def _load_uniform(header: dict, arrays: dict) -> UniformPrior:
     return UniformPrior(_header_species(header))
 
@@ -372,7 +386,13 @@ class FrequencyPrior:
         )
 
 
-@register_kind("FrequencyPrior")
+@register_kind(
+    "FrequencyPrior",
+    Schema(
+        {"smoothing": _NON_NEGATIVE},
+        lambda header: {"counts": ArraySpec((len(header["species"]),), min=0)},
+    ),
+)
 def _load_frequency(header: dict, arrays: dict) -> FrequencyPrior:
     return FrequencyPrior(_header_species(header), arrays["counts"], smoothing=header["smoothing"])
 
@@ -589,7 +609,18 @@ class CountGridPrior:
         return save_folder(path, "CountGridPrior", header, arrays, overwrite=overwrite)
 
 
-@register_kind("CountGridPrior")
+@register_kind(
+    "CountGridPrior",
+    Schema(
+        {"res": field(int, min=0), "by_month": field(bool), "alpha": _NON_NEGATIVE,
+         "smoothing": _NON_NEGATIVE},
+        lambda header: {
+            "global_counts": ArraySpec((len(header["species"]),), min=0),
+            **_counts_specs("cells"),
+            **(_counts_specs("months") if header["by_month"] else {}),
+        },
+    ),
+)
 def _load_count_grid(header: dict, arrays: dict) -> CountGridPrior:
     species = _header_species(header)
     s = len(species)
@@ -833,7 +864,19 @@ def _check_k(k) -> int | None:
     return int(k)
 
 
-@register_kind("NearestNeighborPrior")
+@register_kind(
+    "NearestNeighborPrior",
+    Schema(
+        {"bandwidth_km": _NON_NEGATIVE, "k": field(int, type(None), min=1),
+         "smoothing": _NON_NEGATIVE},
+        lambda header: {
+            "location_lat": ArraySpec(("locations",)),
+            "location_lon": ArraySpec(("locations",)),
+            "global_counts": ArraySpec((len(header["species"]),), min=0),
+            **_counts_specs("locations"),
+        },
+    ),
+)
 def _load_nearest_neighbor(header: dict, arrays: dict) -> NearestNeighborPrior:
     species = _header_species(header)
     s = len(species)

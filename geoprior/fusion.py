@@ -53,6 +53,7 @@ from .errors import (
     suggest,
     unknown_species,
 )
+from .store import format_version_problem
 from .validation import check_species_names, coordinate_problems, parse_dates
 
 __all__ = [
@@ -745,10 +746,9 @@ class FusionParams:
             raise FormatError(f"fusion parameters are not valid JSON: {e}") from None
         if not isinstance(data, dict) or data.get("format") != _FORMAT:
             raise FormatError(f'not a fusion parameter file (expected "format": "{_FORMAT}")')
-        version = data.get("format_version")
-        if not isinstance(version, int) or version > _FORMAT_VERSION:
-            raise FormatError(f"fusion parameters have format version {version!r}; this geoprior "
-                              f"reads up to {_FORMAT_VERSION}")
+        problem = format_version_problem(data, _FORMAT_VERSION)
+        if problem:
+            raise FormatError(f"the fusion parameter file {problem}")
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names - {"format", "format_version"})
         if unknown:
@@ -788,7 +788,10 @@ class FusionParams:
             text = Path(path).read_text(encoding="utf-8")
         except UnicodeDecodeError:
             raise FormatError(f"{path} is not a UTF-8 JSON file") from None
-        return cls.from_json(text)
+        try:
+            return cls.from_json(text)
+        except (FormatError, ConfigError) as e:
+            raise type(e)(f"{path}: {e}") from None
 
 
 # coarse grids (ascending, so exact ties pick the most conservative value), refined later

@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Callable, Sequence
-from functools import cached_property, partial
+from functools import cached_property
 from typing import NamedTuple
 
 import jax
@@ -22,15 +22,15 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from flax import traverse_util
-from flax.errors import FlaxError
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .encoding import EncoderSpec, encode_inputs
 from .errors import ClassMismatchError, ConfigError, NonFiniteError, UnknownSpeciesError
+from .losses import LOSSES
 from .model import GeoNet, ModelConfig
 from .observations import day_of_year
 from .query import Prior, prepare_query, species_indices
-from .store import register_kind, save_folder
+from .store import ArraySpec, Schema, field, register_kind, save_folder
 
 __all__ = ["GeoPrior", "Prior", "predict_columns", "scores_columns", "top_k_frame"]
 
@@ -483,14 +483,55 @@ def top_k_frame(probs: np.ndarray, names: Sequence[str], k: int) -> pd.DataFrame
     )
 
 
-@register_kind(_KIND)
+def _saved_arrays(header: dict) -> dict[str, ArraySpec]:
+    """Every array a saved GeoPrior with this header holds: the weights of the network its
+    model config, encoder, date input and covariates describe (exact shapes), the
+    covariate statistics, and optional loss curve and per-species thresholds."""
+    n_species = len(header["species"])
+    n_cov = len(header.get("covariates", []))
+    resolved = header["resolved"]
+    date_dim = 3 if resolved["use_date"] else 0
+    in_dim = EncoderSpec(**resolved["encoder"]).dim() + date_dim + n_cov
+    shapes = jax.eval_shape(
+        GeoNet(n_species, ModelConfig(**header["config"]["model"])).init,
+        jax.random.key(0),
+        jax.ShapeDtypeStruct((1, in_dim), jnp.float32),
+    )["params"]
+    specs = {
+        f"params/{k}": ArraySpec(v.shape)
+        for k, v in traverse_util.flatten_dict(shapes, sep="/").items()
+    }
+    for name in ("cov_mean", "cov_std"):
+        specs[name] = ArraySpec((n_cov,), optional=not n_cov)
+    specs["loss_curve"] = ArraySpec((None,), optional=True)
+    specs["thresholds"] = ArraySpec((n_species,), finite=False, optional=True)  # NaN: no data
+    return specs
+
+
+_SCHEMA = Schema(
+    fields={
+        "config.loss": field(str, choices=LOSSES),
+        "config.model.width": field(int, min=1),
+        "config.model.depth": field(int, min=0),
+        "config.model.head_rank": field(int, min=0),
+        "config.model.dropout": field(float, min=0),
+        "resolved.use_date": field(bool),
+        "resolved.encoder": field(dict),
+        "covariates": field(list, optional=True),
+        "extent": field(dict),
+    },
+    arrays=_saved_arrays,
+)
+
+
+@register_kind(_KIND, _SCHEMA)
 def _load(header: dict, arrays: dict[str, np.ndarray]) -> GeoPrior:
     flat = {
         k[len("params/") :]: jnp.asarray(v) for k, v in arrays.items() if k.startswith("params/")
     }
     params = traverse_util.unflatten_dict(flat, sep="/")
     species = header.pop("species")
-    prior = GeoPrior(
+    return GeoPrior(
         species,
         params,
         header,
@@ -499,17 +540,3 @@ def _load(header: dict, arrays: dict[str, np.ndarray]) -> GeoPrior:
         loss_curve=arrays.get("loss_curve"),
         thresholds=arrays.get("thresholds"),
     )
-    _check_params(prior)
-    return prior
-
-
-def _check_params(prior: GeoPrior) -> None:
-    """Trace one query, so that missing or misshapen weights (or a species list of another
-    length than the output layer) fail at load, not at predict."""
-    one = jax.ShapeDtypeStruct((1,), jnp.float32)
-    n_cov = len(prior.covariate_names)
-    cov = jax.ShapeDtypeStruct((1, n_cov), jnp.float32) if n_cov else None
-    try:
-        jax.eval_shape(partial(prior._scorers.every, log=False), prior.params, one, one, one, cov)
-    except FlaxError as e:
-        raise ValueError(f"the weights do not fit the saved model config: {e}") from None

@@ -8,7 +8,11 @@ A saved prior is a folder::
 
 The folder is written under a temporary name beside the target and renamed into place,
 so a crash never leaves a half-written prior. :func:`load_prior` reads the header's
-``kind`` and hands the arrays to the class registered for it.
+``kind``, checks the header and the arrays against the schema registered for that kind
+(:class:`Schema`: header fields, and each array's dtype, shape and finiteness as the header
+implies them), and only then hands them to the loader, so a corrupt prior raises
+:class:`~geoprior.PriorFileError` naming the file and the problem instead of predicting
+garbage.
 """
 
 from __future__ import annotations
@@ -18,31 +22,236 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import OutputExistsError, PriorFileError
+from .errors import OutputExistsError, PriorFileError, show
 
-__all__ = ["FORMAT_VERSION", "save_folder", "read_folder", "load_prior", "register_kind"]
+__all__ = [
+    "FORMAT_VERSION",
+    "ArraySpec",
+    "Schema",
+    "save_folder",
+    "read_folder",
+    "load_prior",
+    "register_kind",
+]
 
 FORMAT_VERSION = 1
 HEADER = "prior.json"
 ARRAYS = "arrays.npz"
 
+_MISSING = object()
+
+#: A header field check: ``value -> None`` when fine, else what is wrong with it.
+FieldCheck = Callable[[Any], "str | None"]
+
+
+class ArraySpec(NamedTuple):
+    """What one saved array must be.
+
+    ``shape`` holds ints (exact), names (one length shared by every array using the name,
+    e.g. ``"locations"``) or ``None`` (any length); ``kind`` is ``"f"`` (floating point)
+    or ``"i"`` (integers); ``finite`` forbids NaN and infinities; ``min`` is a lower bound
+    on the values; ``optional`` arrays may be absent.
+    """
+
+    shape: tuple[int | str | None, ...]
+    kind: str = "f"
+    finite: bool = True
+    min: float | None = None
+    optional: bool = False
+
+
+class Schema(NamedTuple):
+    """What a saved prior of one kind must hold: ``fields`` maps dotted header paths
+    (``"config.model.depth"``) to checks (see :func:`field`), and ``arrays(header)`` gives
+    the :class:`ArraySpec` of every array the header implies (no others may be stored).
+    Every kind's header has ``"species"``: a non-empty list of distinct non-empty names."""
+
+    fields: Mapping[str, FieldCheck] = {}
+    arrays: Callable[[dict], Mapping[str, ArraySpec]] = lambda header: {}
+
+
 _LOADERS: dict[str, Callable[[dict, dict[str, np.ndarray]], Any]] = {}
+_SCHEMAS: dict[str, Schema] = {}
 
 
-def register_kind(kind: str):
-    """Decorator: register ``loader(header, arrays) -> prior`` for saved priors of ``kind``."""
+def register_kind(kind: str, schema: Schema | None = None):
+    """Decorator: register ``loader(header, arrays) -> prior`` for saved priors of ``kind``;
+    :func:`load_prior` checks the files against ``schema`` before calling it."""
 
     def deco(loader):
         _LOADERS[kind] = loader
+        if schema is not None:
+            _SCHEMAS[kind] = schema
         return loader
 
     return deco
+
+
+_TYPE_NAMES = {
+    bool: "true/false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
+}
+
+
+def field(*types: type, min: float | None = None, choices=None, optional: bool = False):
+    """A header field check: a JSON value of one of ``types`` (``bool`` is never taken for
+    ``int``; an ``int`` is a ``float``), finite, at least ``min``, one of ``choices``.
+    ``optional`` fields may be absent."""
+
+    def ok_type(value, t) -> bool:
+        if isinstance(value, bool):
+            return t is bool
+        return isinstance(value, t) or (t is float and isinstance(value, int))
+
+    def check(value) -> str | None:
+        if not any(ok_type(value, t) for t in types):
+            wanted = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
+            return f"expected {wanted}, got {value!r}"
+        if isinstance(value, float) and not np.isfinite(value):
+            return f"expected a finite number, got {value!r}"
+        if min is not None and isinstance(value, (int, float)) and value < min:
+            return f"expected at least {min}, got {value!r}"
+        if choices is not None and value not in choices:
+            return f"expected one of {list(choices)}, got {value!r}"
+        return None
+
+    check.optional = optional
+    return check
+
+
+def _species_problem(species) -> str | None:
+    if not isinstance(species, list) or not species:
+        return f"expected a non-empty list of names, got {_short(species)}"
+    empty = [i for i, s in enumerate(species) if not isinstance(s, str) or not s.strip()]
+    if empty:
+        i = empty[0]
+        return (
+            f"{len(empty)} of {len(species)} species names are empty or not strings; "
+            f"first: position {i} = {species[i]!r}"
+        )
+    first: dict[str, int] = {}
+    dupes = []  # (first position, repeated position)
+    for i, s in enumerate(species):
+        if s in first:
+            dupes.append((first[s], i))
+        first.setdefault(s, i)
+    if dupes:
+        a, b = dupes[0]
+        return (
+            f"{len(dupes)} of {len(species)} species names appear more than once; first: "
+            f"{species[b]!r} at positions {a} and {b}"
+        )
+    return None
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_COMMON_FIELDS: dict[str, FieldCheck] = {"species": _species_problem}
+
+
+def _header_problems(header: dict, fields: Mapping[str, FieldCheck]) -> list[str]:
+    problems = []
+    for path, check in fields.items():
+        value: Any = header
+        for part in path.split("."):
+            if not isinstance(value, dict) or part not in value:
+                value = _MISSING
+                break
+            value = value[part]
+        if value is _MISSING:
+            if not getattr(check, "optional", False):
+                problems.append(f"header field {path!r} is missing")
+            continue
+        problem = check(value)
+        if problem:
+            problems.append(f"header field {path!r}: {problem}")
+    return problems
+
+
+def _array_problems(arrays: dict[str, np.ndarray], specs: Mapping[str, ArraySpec]) -> list[str]:
+    problems = []
+    missing = [k for k, s in specs.items() if k not in arrays and not s.optional]
+    if missing:
+        problems.append(
+            f"{len(missing)} array(s) the header implies are missing: {_names(missing)}"
+        )
+    extra = sorted(set(arrays) - set(specs))
+    if extra:
+        problems.append(
+            f"{len(extra)} stored array(s) the header does not describe: {_names(extra)}"
+        )
+    sizes: dict[str, int] = {}
+    for name, spec in specs.items():
+        if name not in arrays:
+            continue
+        a = arrays[name]
+        if spec.kind == "f" and a.dtype.kind != "f":
+            problems.append(f"array {name!r} holds {a.dtype} values, expected floating point")
+            continue
+        if spec.kind == "i" and a.dtype.kind not in "iu":
+            problems.append(f"array {name!r} holds {a.dtype} values, expected integers")
+            continue
+        expected = tuple(
+            sizes.setdefault(d, n) if isinstance(d, str) else d for d, n in zip(spec.shape, a.shape)
+        )
+        if a.ndim != len(spec.shape) or any(
+            e is not None and e != n for e, n in zip(expected, a.shape)
+        ):
+            want = tuple("any" if d is None else d for d in spec.shape)
+            problems.append(f"array {name!r} has shape {a.shape}, expected {want}")
+            continue
+        bad = ~np.isfinite(a) if spec.finite and a.dtype.kind == "f" else np.zeros(a.shape, bool)
+        if spec.min is not None:
+            with np.errstate(invalid="ignore"):
+                bad |= a < spec.min
+        if bad.any():
+            i = np.unravel_index(int(np.flatnonzero(bad)[0]), a.shape)
+            what = ", ".join(
+                (["NaN", "infinite"] if spec.finite else [])
+                + ([f"below {spec.min}"] if spec.min is not None else [])
+            )
+            what = " or ".join(what.rsplit(", ", 1))
+            problems.append(
+                f"array {name!r} has {int(bad.sum())} of {a.size} values {what}; first: "
+                f"index {tuple(int(j) for j in i)} = {show(a[i])}"
+            )
+    return problems
+
+
+def _names(names: list[str]) -> str:
+    return ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
+
+
+def check_saved(path: Path, header: dict, arrays: dict[str, np.ndarray], schema: Schema) -> None:
+    """Raise :class:`~geoprior.PriorFileError` naming ``path`` and every problem found when
+    ``header`` and ``arrays`` do not match ``schema``."""
+    problems = _header_problems(header, {**_COMMON_FIELDS, **schema.fields})
+    if not problems:
+        try:
+            specs = schema.arrays(header)
+        except (KeyError, TypeError, ValueError) as e:
+            problems = [f"the header does not describe a valid prior: {type(e).__name__}: {e}"]
+        else:
+            problems = _array_problems(arrays, specs)
+    if problems:
+        shown = "; ".join(problems[:3]) + (
+            f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        )
+        raise PriorFileError(f"{path} is incomplete or corrupt: {shown}")
 
 
 def save_folder(
@@ -107,14 +316,30 @@ def read_json_header(file: Path, fmt: str, max_version: int, error: type[Excepti
         raise error(f"{file} is corrupt: {e}") from None
     if not isinstance(header, dict) or header.get("format") != fmt:
         raise error(f'{file} is not a {fmt} header (no "format": "{fmt}")')
-    version = header.get("format_version")
-    if not isinstance(version, int) or version > max_version:
-        raise error(
-            f"{file.parent} has format version {version!r}, this geoprior reads up to "
-            f"{max_version}; upgrade geoprior (it was written by geoprior "
+    problem = format_version_problem(header, max_version)
+    if problem:
+        raise error(f"{file.parent} {problem}")
+    return header
+
+
+def format_version_problem(header: dict, max_version: int) -> str | None:
+    """What is wrong with ``header["format_version"]`` (an integer from 1 to
+    ``max_version``), or ``None``; a newer version asks to upgrade geoprior."""
+    version = header.get("format_version", _MISSING)
+    if version is _MISSING:
+        return "has no format version (the header is incomplete)"
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        return (
+            f"has format version {version!r}, expected an integer from 1 to {max_version} "
+            "(the header is corrupt)"
+        )
+    if version > max_version:
+        return (
+            f"has format version {version!r}, this geoprior reads up to {max_version}; "
+            f"upgrade geoprior (it was written by geoprior "
             f"{header.get('geoprior_version', 'unknown')})"
         )
-    return header
+    return None
 
 
 def read_folder(
@@ -153,6 +378,8 @@ def load_prior(path: str | os.PathLike):
         raise PriorFileError(
             f"{path} holds an unknown kind of prior {kind!r}; known: {sorted(_LOADERS)}"
         )
+    if kind in _SCHEMAS:
+        check_saved(Path(path), header, arrays, _SCHEMAS[kind])
     try:
         return _LOADERS[kind](header, arrays)
     except (KeyError, TypeError, ValueError) as e:

@@ -467,3 +467,11 @@ def test_params_validation():
         FusionParams.from_json(json.dumps({**text, "format_version": 99}))
     with pytest.raises(GeopriorError):
         FusionParams.from_json(json.dumps({**text, "mode": "max"}))
+
+
+@pytest.mark.parametrize("version", [0, -1, True, "1", None])
+def test_params_file_with_a_bogus_format_version_names_the_file(tmp_path, version):
+    path = tmp_path / "fusion.json"
+    path.write_text(json.dumps({**json.loads(FusionParams().to_json()), "format_version": version}))
+    with pytest.raises(FormatError, match=rf"{path}: .*format version {version!r}, expected"):
+        FusionParams.load(path)
