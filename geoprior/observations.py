@@ -7,14 +7,24 @@ optional site/observer id — and knows how to select, count and split itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import h3
 import numpy as np
 import pandas as pd
 
-from .errors import ClassMismatchError, ConfigError, EmptyDataError, NonFiniteError, unknown_species
+from .errors import (
+    ClassMismatchError,
+    ConfigError,
+    EmptyDataError,
+    FormatError,
+    NonFiniteError,
+    show,
+    unknown_species,
+)
+from .names import case_variants, normalize_names
 from .validation import (
     ERROR_FOR_REASON,
     InvalidRows,
@@ -26,7 +36,7 @@ from .validation import (
     warn_dropped,
 )
 
-__all__ = ["Observations"]
+__all__ = ["Observations", "merge_reports", "parse_event_dates"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,19 +91,26 @@ class Observations:
         where: str = "observations",
         report: InvalidRows | None = None,
         row_offset: int = 0,
+        problems: Mapping[str, tuple[np.ndarray, str]] | None = None,
     ) -> Observations:
         """Validate arrays and build :class:`Observations`.
 
         Args:
             lat, lon: degrees.
-            species: names (strings) or, with ``vocabulary``, integer indices.
-            date: anything :func:`geoprior.validation.parse_dates` accepts, or ``None``.
+            species: names (strings) or, with ``vocabulary``, integer indices. Names are
+                normalised (:func:`geoprior.names.normalize_name`: Unicode NFC, whitespace
+                trimmed and collapsed), so spellings that print alike are one species.
+            date: anything :func:`parse_event_dates` accepts, or ``None``.
             covariates: ``(n, c)`` numbers; rows with non-finite covariates are invalid.
             vocabulary: species names in a fixed order (names not in it raise
                 :class:`~geoprior.errors.UnknownSpeciesError`). Default: sorted names seen.
             on_invalid: ``"raise"`` or ``"drop"`` (drops are counted in ``.report``).
             lon_360: longitudes are in [0, 360].
             where: what to call the source in messages.
+            problems: rows a reader found invalid, ``{reason: (mask, message)}``; they are
+                raised (as :class:`~geoprior.errors.FormatError`) or dropped like the rest.
+
+        With ``on_invalid="raise"`` the problem raised is the one of the first invalid row.
         """
         check_on_invalid(on_invalid)
         report = report if report is not None else InvalidRows()
@@ -107,14 +124,14 @@ class Observations:
         if date is None:
             dates = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
         else:
-            dates, m2, msg2 = parse_dates(date, offset=row_offset)
+            dates, m2, msg2 = parse_event_dates(date, offset=row_offset)
             if dates.size != n:
                 raise ClassMismatchError(f"{where}: got {n} coordinates but {dates.size} dates")
             masks.update(m2)
             messages.update(msg2)
         integer_species = np.issubdtype(sp.dtype, np.integer)
         if not integer_species:
-            sp, m3, msg3 = check_species_names(sp, offset=row_offset)
+            sp, m3, msg3 = check_species_names(normalize_names(sp), offset=row_offset)
             masks.update(m3)
             messages.update(msg3)
         cov = None
@@ -146,8 +163,18 @@ class Observations:
         site_a = None if site is None else np.asarray(site, dtype=object).ravel()
         if site_a is not None and site_a.size != n:
             raise ClassMismatchError(f"{where}: got {n} coordinates but {site_a.size} site ids")
-        report.rows_read += n
         errors = dict(ERROR_FOR_REASON, **{"non-finite covariate": NonFiniteError})
+        found: dict[str, np.ndarray] = {}  # the reader's problems first: they are the cause
+        for reason, (mask, message) in (problems or {}).items():
+            if mask.size != n:
+                raise ClassMismatchError(f"{where}: got {n} coordinates but {mask.size} rows")
+            if mask.any():
+                found[reason], messages[reason] = mask, message
+                errors[reason] = FormatError
+        masks = {**found, **masks}
+        report.rows_read += n
+        if on_invalid == "raise":  # resolve raises the first reason: the first row's
+            masks = dict(sorted(masks.items(), key=lambda item: int(np.argmax(item[1]))))
         keep = resolve(masks, messages, on_invalid, report, errors, where=where)
         if keep is not None:
             lat_a, lon_a, dates, sp = lat_a[keep], lon_a[keep], dates[keep], sp[keep]
@@ -200,7 +227,7 @@ class Observations:
             )
         report = InvalidRows()
         for p in parts:
-            report.merge(p.report)
+            merge_reports(report, p.report)
         has_site = [p.site is not None for p in parts]
         return cls(
             lat=np.concatenate([p.lat for p in parts]),
@@ -305,6 +332,26 @@ class Observations:
                 df[name] = self.covariates[:, i]
         return df
 
+    def merge_case_variants(self) -> Observations:
+        """Species whose names differ only by case made one, named by the commonest of its
+        spellings (on a tie, the first in sorted order); the vocabulary stays sorted.
+
+        Example:
+            >>> obs = Observations.from_arrays([1.0, 2.0, 3.0], [1.0, 2.0, 3.0],
+            ...                                ["Pica pica", "pica pica", "Pica pica"])
+            >>> obs.merge_case_variants().species
+            ('Pica pica',)
+        """
+        groups = case_variants(self.species)
+        if not groups:
+            return self
+        counts = dict(zip(self.species, self.species_counts().tolist()))
+        to = {name: max(g, key=counts.__getitem__) for g in groups for name in g}
+        vocab = tuple(sorted({to.get(s, s) for s in self.species}))
+        lookup = {name: i for i, name in enumerate(vocab)}
+        remap = np.array([lookup[to.get(s, s)] for s in self.species], dtype=np.int32)
+        return replace(self, species_index=remap[self.species_index], species=vocab)
+
     def with_vocabulary(self, species: Sequence[str], *, unknown: str = "raise") -> Observations:
         """Re-index onto another species list (e.g. a prior's).
 
@@ -396,6 +443,76 @@ class Observations:
                 f"out of {len(self)}; choose another fraction, year or seed"
             )
         return train, test_obs
+
+
+_INTERVAL = r"\d/\d{4}"  # a GBIF eventDate interval, as parse_dates tells one
+_COUNTED = re.compile(r"(\d+) of (\d+) (.*)", re.S)
+
+
+def parse_event_dates(
+    values, *, offset: int = 0
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
+    """:func:`geoprior.validation.parse_dates`, with both ends of each GBIF interval checked.
+
+    An interval (``2010-05-01/2010-05-09``: the middle day) whose start or end cannot be
+    parsed or is impossible (``2021-02-30/2021-13-45``, ``2021-06-01/2999-01-01``) is an
+    unparsable or impossible date, named by the whole interval; one whose start or end gives
+    only a year (``2010/2012``) is a year-only date (undated, noted).
+
+    Example:
+        >>> dates, masks, messages = parse_event_dates(["2021-06-01/2999-01-01"])
+        >>> dates, list(masks)
+        (array(['NaT'], dtype='datetime64[D]'), ['impossible date'])
+    """
+    arr = np.asarray(values)
+    if np.issubdtype(arr.dtype, np.datetime64) or not arr.size:
+        return parse_dates(arr, offset=offset)
+    raw = arr.ravel().astype(object)
+    text = pd.Series(raw, dtype=object).astype(str)
+    interval = (text.str.contains(_INTERVAL, regex=True) & text.str.count("/").eq(1)).to_numpy()
+    if not interval.any():
+        return parse_dates(arr, offset=offset)
+    ends = text[interval].str.split("/", n=1, expand=True)
+    parsed = raw.copy()  # each row as parsed: the interval, or the end of it that fails
+    at = np.flatnonzero(interval)
+    for k in (1, 0):  # the start wins when both fail
+        end = ends[k].to_numpy(dtype=object)
+        got, masks, _ = parse_dates(end)
+        fails = np.isnat(got)  # unparsable, impossible or only a year
+        parsed[at[fails]] = end[fails]
+    dates, masks, messages = parse_dates(parsed, offset=offset)
+    for reason, mask in masks.items():
+        i = int(np.argmax(mask))
+        if parsed[i] is not raw[i]:
+            messages[reason] = (
+                messages[reason].removesuffix(f" = {show(parsed[i])}") + f" = {show(raw[i])}"
+            )
+    return dates, masks, messages
+
+
+def merge_reports(into: InvalidRows, other: InvalidRows) -> None:
+    """Add ``other`` to ``into`` (``into.merge(other)``), with notes that count rows
+    ("6 of 10 dates give only a year ...") added up, not kept once per spelling.
+
+    Example:
+        >>> a = InvalidRows(10, 10, notes=["6 of 10 dates give only a year"])
+        >>> merge_reports(a, InvalidRows(10, 10, notes=["6 of 10 dates give only a year"]))
+        >>> a.notes
+        ['12 of 20 dates give only a year']
+    """
+    into.merge(replace(other, notes=[]))
+    for note in other.notes:
+        counted = _COUNTED.fullmatch(note)
+        for j, old in enumerate(into.notes):
+            before = _COUNTED.fullmatch(old)
+            if counted and before and before[3] == counted[3]:
+                rows, of = int(before[1]) + int(counted[1]), int(before[2]) + int(counted[2])
+                into.notes[j] = f"{rows} of {of} {counted[3]}"
+                break
+            if old == note:
+                break
+        else:
+            into.notes.append(note)
 
 
 def day_of_year(dates: np.ndarray) -> np.ndarray:
