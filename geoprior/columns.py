@@ -66,7 +66,7 @@ from .errors import (
 from .io import PLANS
 from .io.detect import detect_format
 from .io.table import ObservationChunks, binary_opener, check_path, real_suffix
-from .observations import Observations
+from .observations import Observations, merge_reports
 from .store import read_json_header
 from .validation import InvalidRows, check_on_invalid, warn_dropped
 
@@ -346,7 +346,7 @@ class _Reader:
                 tick(chunk.rows)
                 yield rec
             warn_dropped(chunks.report, plan.table.where)
-            self.report.merge(chunks.report)
+            merge_reports(self.report, chunks.report)
             self.sources.append(
                 {"path": str(path), "format": fmt, **dataclasses.asdict(chunks.report)}
             )

@@ -37,6 +37,7 @@ def read_ebird(
     chunksize: int = 1_000_000,
     encoding: str | None = None,
     categories: Sequence[str] | None = ("species",),
+    merge_case: bool = False,
     **column_mapping,
 ) -> Observations:
     """Read an eBird Basic Dataset file (``ebd_*.txt``, optionally ``.gz``) or DataFrame.
@@ -45,6 +46,8 @@ def read_ebird(
         categories: the ``CATEGORY`` values to keep (``None``: keep every row). Rows are
             validated first, then filtered; the count removed per category is in
             ``report.notes``.
+        merge_case: merge species whose names differ only by case (see
+            :func:`geoprior.io.read_table`).
         column_mapping: ``lat=, lon=, species=, date=, site=, covariates=`` override the
             EBD columns (e.g. ``site="OBSERVER ID"``).
 
@@ -56,7 +59,9 @@ def read_ebird(
     plan = ebird_plan(
         source, encoding=encoding, chunksize=chunksize, categories=categories, **column_mapping
     )
-    return observations_from_table(plan, on_invalid=on_invalid, lon_360=lon_360)
+    return observations_from_table(
+        plan, on_invalid=on_invalid, lon_360=lon_360, merge_case=merge_case
+    )
 
 
 def ebird_plan(

@@ -26,14 +26,16 @@ from ..observations import Observations
 from .table import (
     ReadPlan,
     Table,
-    ZipMember,
     check_chunksize,
+    check_encoding,
     check_path,
     csv_table,
     find_column,
     guess_columns,
     observations_from_table,
     open_table,
+    reading_compressed,
+    zip_member,
 )
 
 __all__ = ["gbif_plan", "read_dwca", "read_gbif"]
@@ -99,12 +101,15 @@ def read_gbif(
     lon_360: bool = False,
     chunksize: int = 1_000_000,
     encoding: str | None = None,
+    merge_case: bool = False,
     **column_mapping,
 ) -> Observations:
     """Read a GBIF simple download (TSV), a dismo-style GBIF CSV or a Darwin Core Archive.
 
     Args:
         source: a path (``.csv``, ``.tsv``, ``.txt``, a zip) or a DataFrame.
+        merge_case: merge species whose names differ only by case (see
+            :func:`geoprior.io.read_table`).
         column_mapping: ``lat=, lon=, species=, date=, site=, covariates=`` override the
             GBIF columns.
 
@@ -118,16 +123,19 @@ def read_gbif(
             lon_360=lon_360,
             chunksize=chunksize,
             encoding=encoding,
+            merge_case=merge_case,
             **column_mapping,
         )
     plan = gbif_plan(source, encoding=encoding, chunksize=chunksize, **column_mapping)
-    return observations_from_table(plan, on_invalid=on_invalid, lon_360=lon_360)
+    return observations_from_table(
+        plan, on_invalid=on_invalid, lon_360=lon_360, merge_case=merge_case
+    )
 
 
 def _is_dwca(path: Path) -> bool:
     if path.suffix.lower() != ".zip" or not zipfile.is_zipfile(path):
         return False
-    with zipfile.ZipFile(path) as zf:
+    with reading_compressed(path), zipfile.ZipFile(path) as zf:
         return "meta.xml" in zf.namelist()
 
 
@@ -138,6 +146,7 @@ def read_dwca(
     lon_360: bool = False,
     chunksize: int = 1_000_000,
     encoding: str | None = None,
+    merge_case: bool = False,
     **column_mapping,
 ) -> Observations:
     """Read the occurrences of a Darwin Core Archive (a zip with ``meta.xml``).
@@ -146,7 +155,7 @@ def read_dwca(
     ``rowType`` is ``dwc:Occurrence``), its delimiter, quote character, encoding (``encoding=``
     overrides it) and header lines, and the Darwin Core term of each column; columns are
     named by the term's last part (``decimalLatitude``). Rows are numbered from 0 after the
-    header lines.
+    header lines. ``merge_case`` is :func:`read_gbif`'s.
 
     Example:
         >>> obs = read_dwca("dwca-occurrences.zip")  # doctest: +SKIP
@@ -155,7 +164,7 @@ def read_dwca(
     path = check_path(source)
     if not zipfile.is_zipfile(path):
         raise FormatError(f"{path}: a Darwin Core Archive is a zip file; this is not one")
-    with zipfile.ZipFile(path) as zf:
+    with reading_compressed(path), zipfile.ZipFile(path) as zf:
         members = set(zf.namelist())
         if "meta.xml" not in members:
             raise FormatError(f"{path}: no meta.xml in the zip, so it is not a Darwin Core Archive")
@@ -164,6 +173,10 @@ def read_dwca(
         except ET.ParseError as e:
             raise FormatError(f"{path}: meta.xml is not valid XML: {e}") from None
     spec = _occurrence_spec(root, str(path))
+    if encoding is None:
+        check_encoding(spec["encoding"], f"{path}!meta.xml", "its encoding", FormatError)
+    else:
+        check_encoding(encoding, str(path))
     if spec["location"] not in members:
         raise FormatError(
             f"{path}: meta.xml names {spec['location']!r} but the zip holds "
@@ -173,7 +186,7 @@ def read_dwca(
 
     table = csv_table(
         where,
-        lambda: ZipMember(path, spec["location"]),
+        lambda: zip_member(path, spec["location"]),
         encoding=encoding or spec["encoding"],
         chunksize=chunksize,
         sep=spec["sep"],
@@ -183,7 +196,9 @@ def read_dwca(
         names=spec["names"],
     )
     plan = _gbif_table_plan(table, column_mapping)
-    return observations_from_table(plan, on_invalid=on_invalid, lon_360=lon_360)
+    return observations_from_table(
+        plan, on_invalid=on_invalid, lon_360=lon_360, merge_case=merge_case
+    )
 
 
 def _unescape(value: str) -> str:

@@ -4,7 +4,9 @@
   ``category_id``) and ``categories``. Locations are on each image (2021: ``latitude``,
   ``longitude``, ``date``) or in a separate locations file (2017/2018: a JSON list of
   ``{id, lat, lon, date}`` keyed by image id, passed as ``locations=``). One row per
-  image (per annotation if an image has several); row N is the N-th image record.
+  image (per annotation if an image has several), in the order of the image records; then
+  one row per annotation of an image id that no image has, which is invalid, as are the
+  second and later records of an image id (``on_invalid`` applies).
 * Observation CSV exports: ``latitude, longitude, observed_on, scientific_name``, with
   ``user_login`` (or ``user_id``) as the site/observer id.
 """
@@ -22,7 +24,10 @@ from ..errors import FormatError
 from ..observations import Observations
 from ..validation import check_on_invalid
 from .table import (
+    PROBLEM,
     ReadPlan,
+    binary_opener,
+    check_encoding,
     check_path,
     encoding_error,
     find_column,
@@ -44,11 +49,14 @@ def read_inat_csv(
     lon_360: bool = False,
     chunksize: int = 1_000_000,
     encoding: str | None = None,
+    merge_case: bool = False,
     **column_mapping,
 ) -> Observations:
     """Read an iNaturalist observation export (CSV) or a DataFrame of one.
 
     Args:
+        merge_case: merge species whose names differ only by case (see
+            :func:`geoprior.io.read_table`).
         column_mapping: ``lat=, lon=, species=, date=, site=, covariates=`` override the
             export's columns.
 
@@ -56,7 +64,9 @@ def read_inat_csv(
         >>> obs = read_inat_csv("observations-123456.csv")  # doctest: +SKIP
     """
     plan = inat_csv_plan(source, encoding=encoding, chunksize=chunksize, **column_mapping)
-    return observations_from_table(plan, on_invalid=on_invalid, lon_360=lon_360)
+    return observations_from_table(
+        plan, on_invalid=on_invalid, lon_360=lon_360, merge_case=merge_case
+    )
 
 
 def inat_csv_plan(
@@ -87,17 +97,26 @@ def inat_csv_plan(
 
 
 def _load_json(source, what: str, encoding: str | None):
+    """A JSON file (``.gz``, ``.bz2``, ``.xz`` decompressed) parsed, and its name."""
     if not isinstance(source, (str, os.PathLike)):
         return source, f"the {what}"
     path = check_path(source)
     encoding = encoding or "utf-8-sig"
+    check_encoding(encoding, str(path))
+    open_binary = binary_opener(path)
+    with open_binary() as fh:
+        raw = fh.read()
     try:
-        with open(path, encoding=encoding) as fh:
-            return json.load(fh), str(path)
+        return json.loads(raw.decode(encoding)), str(path)
     except UnicodeDecodeError:
-        raise encoding_error(str(path), lambda: open(path, "rb"), encoding) from None
+        raise encoding_error(str(path), open_binary, encoding) from None
     except json.JSONDecodeError as e:
         raise FormatError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except RecursionError:
+        raise FormatError(
+            f"{path}: JSON nested too deeply to read (iNaturalist metadata is a few levels "
+            f"deep); is this the {what} file?"
+        ) from None
 
 
 def _species_names(categories: Sequence[dict], where: str) -> dict:
@@ -119,6 +138,7 @@ def read_inat_json(
     on_invalid: str = "raise",
     lon_360: bool = False,
     encoding: str | None = None,
+    merge_case: bool = False,
 ) -> Observations:
     """Read iNaturalist competition metadata (``train2018.json``, ``train.json`` ...).
 
@@ -127,9 +147,13 @@ def read_inat_json(
         locations: 2017/2018 style: the locations file (``train2018_locations.json``) or
             its parsed list of ``{id, lat, lon, date}``. Not needed when images carry
             ``latitude``/``longitude`` (2021 style).
+        merge_case: merge species whose names differ only by case (see
+            :func:`geoprior.io.read_table`).
 
     Images without an annotation have no species, and images without a location no
-    coordinates: both are invalid rows (``on_invalid`` applies).
+    coordinates: both are invalid rows (``on_invalid`` applies). So are an annotation of an
+    image id that no image has, and the second and later records of an image id (whose
+    annotations apply to the first only).
 
     Example:
         >>> obs = read_inat_json("train2018.json",
@@ -162,9 +186,7 @@ def read_inat_json(
             f"not in categories; first: annotation {i} = {ann['category_id'].iloc[i]!r}"
         )
     ann["species"] = ann["category_id"].map(names)
-    rows = images.merge(
-        ann[["image_id", "species"]], how="left", left_on="id", right_on="image_id", sort=False
-    )
+    rows = _image_rows(images, ann)
     if "latitude" in images.columns or "longitude" in images.columns:
         lat, lon, date = "latitude", "longitude", "date"
     elif locations is None:
@@ -193,5 +215,57 @@ def read_inat_json(
     table = frame_table(rows.reset_index(drop=True), where)
     cols = guess_columns(table.columns, where, lat=lat, lon=lon, species="species", date=date)
     return observations_from_table(
-        ReadPlan(table=table, cols=cols), on_invalid=on_invalid, lon_360=lon_360
+        ReadPlan(table=table, cols=cols),
+        on_invalid=on_invalid,
+        lon_360=lon_360,
+        merge_case=merge_case,
     )
+
+
+def _image_rows(images: pd.DataFrame, ann: pd.DataFrame) -> pd.DataFrame:
+    """One row per image and annotation, in image order; then the annotations of image ids
+    no image has. Those, and repeated image records, are marked in :data:`PROBLEM`."""
+    images = images.assign(**{PROBLEM: None})
+    again = images["id"].duplicated().to_numpy()
+    if again.any():
+        first = dict(zip(images["id"][~again].tolist(), np.flatnonzero(~again).tolist()))
+        images.loc[again, PROBLEM] = pd.Series(
+            [
+                (
+                    "duplicate image id",
+                    "repeat the id of an earlier image record",
+                    f"id {v!r} (first at row {first[v]})",
+                )
+                for v in images["id"][again]
+            ],
+            index=images.index[again],
+            dtype=object,
+        )
+    order = "\x00record"
+    images[order] = np.arange(len(images))
+    rows = images[~again].merge(
+        ann[["image_id", "species"]], how="left", left_on="id", right_on="image_id", sort=False
+    )
+    orphan = ~ann["image_id"].isin(images["id"]).to_numpy()
+    orphans = pd.DataFrame(
+        {
+            "id": ann["image_id"][orphan].to_numpy(),
+            "species": ann["species"][orphan].to_numpy(),
+            PROBLEM: pd.Series(
+                [
+                    (
+                        "annotation of a missing image",
+                        "are annotations of an image id no image has",
+                        f"annotation {i} names image_id {v!r}",
+                    )
+                    for i, v in zip(np.flatnonzero(orphan), ann["image_id"][orphan])
+                ],
+                dtype=object,
+            ),
+            order: len(images),
+        }
+    )
+    parts = [rows, *(p for p in (images[again], orphans) if len(p))]
+    rows = pd.concat(parts, ignore_index=True, sort=False)
+    rows = rows.sort_values(order, kind="stable").drop(columns=[order, "image_id"], errors="ignore")
+    return rows.reset_index(drop=True)

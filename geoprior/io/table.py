@@ -17,14 +17,17 @@ import bz2
 import codecs
 import csv
 import gzip
+import io
 import lzma
 import os
 import re
 import sys
 import warnings
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -39,8 +42,9 @@ from ..errors import (
     MissingFileError,
     suggest,
 )
-from ..observations import Observations
-from ..validation import InvalidRows, check_on_invalid, parse_dates, warn_dropped
+from ..names import case_variants
+from ..observations import Observations, merge_reports, parse_event_dates
+from ..validation import InvalidRows, check_on_invalid, warn_dropped
 
 __all__ = [
     "Chunk",
@@ -83,6 +87,17 @@ _COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 _PARQUET = (".parquet", ".pq")
 _DEFAULT_ENCODING = "utf-8-sig"  # UTF-8, with a byte-order mark tolerated
 _SCAN_BLOCK = 1 << 20
+# Dates of a text column are parsed once per distinct text (see _dates) in chunks of at least
+# this many rows with at most one distinct text per _DISTINCT_PER_DATE rows.
+FACTORIZE_MIN_ROWS = 1000
+_DISTINCT_PER_DATE = 4
+# A reserved column that a chunk may carry: per row None, or (reason, what such rows do,
+# what this row holds) for a problem the reader found (more fields than the header, copies
+# of a column that disagree, an annotation of a missing image ...). ObservationChunks turns
+# it into invalid rows: raised under on_invalid="raise", counted per reason under "drop".
+PROBLEM = "\x00problem"
+# What reading compressed data raises when it is truncated or corrupt.
+_CORRUPT = (EOFError, OSError, zlib.error, lzma.LZMAError, zipfile.BadZipFile)
 
 
 def norm(name: object) -> str:
@@ -206,6 +221,8 @@ def real_suffix(path: Path) -> str:
 
 def binary_opener(path: Path) -> Callable[[], object]:
     """A function opening the (decompressed) bytes of ``path``; single-file zips included.
+    Truncated or corrupt compressed data raises :class:`FormatError` naming the file, when it
+    is opened or read (see :func:`reading_compressed`).
 
     Example:
         >>> with binary_opener(Path("ebd_sample.txt.gz"))() as fh:  # doctest: +SKIP
@@ -213,9 +230,9 @@ def binary_opener(path: Path) -> Callable[[], object]:
     """
     suffix = path.suffix.lower()
     if suffix in _COMPRESSED:
-        return lambda: _COMPRESSED[suffix](path, "rb")
+        return lambda: CheckedStream(path, lambda: _COMPRESSED[suffix](path, "rb"))
     if suffix == ".zip":
-        with zipfile.ZipFile(path) as zf:
+        with reading_compressed(path), zipfile.ZipFile(path) as zf:
             names = [n for n in zf.namelist() if not n.endswith("/")]
         if len(names) != 1:
             raise FormatError(
@@ -223,31 +240,111 @@ def binary_opener(path: Path) -> Callable[[], object]:
                 f"Archive or a zip holding one table (found {', '.join(names[:10])})"
             )
 
-        return lambda: ZipMember(path, names[0])
+        return lambda: zip_member(path, names[0])
     return lambda: open(path, "rb")
 
 
-class ZipMember:
-    """A zip member opened for reading bytes; closing it closes the zip too."""
+@contextmanager
+def reading_compressed(path, member: str | None = None) -> Iterator[None]:
+    """Turn what truncated or corrupt compressed data raises (``EOFError``, ``BadGzipFile``,
+    ``zlib.error``, ``BadZipFile`` ...) into a :class:`FormatError` naming the file."""
+    try:
+        yield
+    except _CORRUPT as e:
+        path = Path(path)
+        kind = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zip": "zip"}.get(
+            path.suffix.lower(), "compressed"
+        )
+        check = {"gzip": "gzip -t", "bzip2": "bzip2 -t", "xz": "xz -t", "zip": "unzip -t"}
+        where = f"{path}!{member}" if member else str(path)
+        raise FormatError(
+            f"{where}: not readable {kind} data, the file is truncated or corrupt "
+            f"({type(e).__name__}: {e}); download or copy it again"
+            + (f" (`{check[kind]}` checks it)" if kind in check else "")
+        ) from None
+
+
+class CheckedStream:
+    """A decompressing binary stream whose reads raise :class:`FormatError` (naming the
+    file) on truncated or corrupt data; the methods pandas and ``io`` read with are checked,
+    everything else is the stream's own."""
 
     mode = "rb"  # ZipExtFile says "r", which pandas would take for text
 
-    def __init__(self, path: Path, name: str):
-        self._zip = zipfile.ZipFile(path)
-        self._fh = self._zip.open(name)
+    def __init__(self, path: Path, open_raw: Callable[[], object], member: str | None = None):
+        self._path, self._member = path, member
+        with reading_compressed(path, member):
+            self._fh = open_raw()
+
+    def _checked(self, method: str, *args):
+        with reading_compressed(self._path, self._member):
+            return getattr(self._fh, method)(*args)
+
+    def read(self, *args):
+        return self._checked("read", *args)
+
+    def read1(self, *args):
+        return self._checked("read1", *args)
+
+    def readinto(self, *args):
+        return self._checked("readinto", *args)
+
+    def readline(self, *args):
+        return self._checked("readline", *args)
+
+    def __next__(self):
+        return self._checked("__next__")
+
+    def __iter__(self):
+        return self
 
     def __getattr__(self, name):
         return getattr(self._fh, name)
-
-    def __iter__(self):
-        return iter(self._fh)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self._fh.close()
+
+
+def zip_member(path: Path, name: str) -> CheckedStream:
+    """Member ``name`` of the zip ``path`` opened for reading bytes (closing it closes the
+    zip too); a truncated or corrupt zip raises :class:`FormatError`."""
+    return CheckedStream(path, lambda: ZipMember(path, name), member=name)
+
+
+class ZipMember:
+    """A zip member opened for reading bytes; closing it closes the zip too (use
+    :func:`zip_member`, which checks for corrupt data)."""
+
+    def __init__(self, path: Path, name: str):
+        self._zip = zipfile.ZipFile(path)
+        try:
+            self._fh = self._zip.open(name)
+        except BaseException:
+            self._zip.close()
+            raise
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+    def close(self) -> None:
+        self._fh.close()
         self._zip.close()
+
+
+def check_encoding(
+    encoding: str, where: str, given_as: str = "encoding=", error: type = ConfigError
+) -> None:
+    """Raise ``error`` for an encoding name Python does not know."""
+    try:
+        codecs.lookup(encoding)
+    except (LookupError, TypeError):
+        raise error(
+            f"{where}: {given_as} {encoding!r} is not a text encoding Python knows; pass "
+            f"encoding= with the file's real one, e.g. encoding='utf-8' or encoding='latin-1'"
+        ) from None
 
 
 def encoding_error(
@@ -318,53 +415,148 @@ def csv_table(
     With ``names`` (positional column names, ``None`` for unnamed columns) the first
     ``header_lines`` lines are skipped; otherwise the first line is the header.
     ``quoting=None``: fields are unquoted when tab-separated (GBIF, eBird), quoted otherwise.
+
+    Columns are read by position, so a name the header gives twice yields every copy; a
+    row whose copies differ, and a row with a non-empty field beyond the header's (or
+    ``names``') last column, is marked in the :data:`PROBLEM` column of its chunk.
     """
-    if sep is None or names is None:
+    header = None
+    if header_lines > 0:
         header = first_line(where, open_binary, encoding)
         sep = sep or sniff_sep(header, suffix)
+    sep = sep or ","
     if quoting is None:
         quoting = csv.QUOTE_NONE if sep == "\t" else csv.QUOTE_MINIMAL
+
+    def fields(line: str) -> list[str]:
+        return next(csv.reader([line], delimiter=sep, quotechar=quotechar, quoting=quoting))
+
     if names is None:
-        columns = tuple(
-            next(csv.reader([header], delimiter=sep, quotechar=quotechar, quoting=quoting))
-        )
-        if columns == ("",):
+        names = fields(header)
+        if names == [""]:
             raise EmptyDataError(f"{where}: the file is empty (no header line)")
-    else:
-        columns = tuple(n for n in names if n is not None)
+        header_lines = 1
+    n_fields = len(names) if header is None else max(len(names), len(fields(header)))
+    columns = tuple(dict.fromkeys(n for n in names if n is not None))
+
+    # pandas reads under a header of our own, "c0,c1,...": every column by position (so each
+    # copy of a name), and one more, whose non-empty values are extra fields.
+    label = [f"c{i}" for i in range(n_fields + 1)]
+    own_header = (sep.join(label) + "\n").encode(encoding)
 
     def chunks(usecols: list[str], strings: Collection[str]) -> Iterator[pd.DataFrame]:
-        dtype = {c: str for c in usecols if c in strings}
+        wanted = set(usecols)
+        positions = [i for i, n in enumerate(names) if n in wanted]
         kwargs = dict(
             sep=sep,
             encoding=encoding,
             chunksize=chunksize,
             quoting=quoting,
             index_col=False,
-            dtype=dtype,
+            skiprows=range(1, header_lines),
+            usecols=[label[i] for i in positions] + [label[n_fields]],
+            dtype={
+                label[i]: str
+                for i in positions + [n_fields]
+                if i == n_fields or names[i] in strings
+            },
         )
         if quoting != csv.QUOTE_NONE:
             kwargs["quotechar"] = quotechar
-        if names is None:
-            kwargs["usecols"] = usecols
-        else:
-            position = {n: i for i, n in enumerate(names) if n is not None}
-            kwargs.update(
-                header=None, skiprows=header_lines, usecols=[position[c] for c in usecols]
-            )
-            kwargs["dtype"] = {position[c]: t for c, t in dtype.items()}
         try:
-            with open_binary() as fh, pd.read_csv(fh, **kwargs) as reader:
+            with (
+                _reheaded(open_binary, own_header, header_lines) as fh,
+                pd.read_csv(fh, **kwargs) as reader,
+            ):
                 for chunk in reader:
-                    if names is not None:
-                        chunk.columns = [names[i] for i in chunk.columns]
-                    yield chunk
+                    extra = chunk.pop(label[n_fields])
+                    chunk.columns = [names[int(c[1:])] for c in chunk.columns]
+                    yield _mark_extra_fields(_fold_copies(chunk), extra, n_fields)
         except UnicodeDecodeError:
             raise encoding_error(where, open_binary, encoding) from None
         except pd.errors.ParserError as e:
             raise FormatError(f"{where}: malformed delimited text (sep={sep!r}): {e}") from None
 
     return Table(where=where, columns=columns, chunks=chunks, chunksize=chunksize)
+
+
+class _Reheaded(io.RawIOBase):
+    """The bytes of ``fh`` with its first line replaced by ``header`` (or, with
+    ``replace=False``, ``header`` put before them)."""
+
+    def __init__(self, fh, header: bytes, replace: bool):
+        self._fh = fh
+        if replace:
+            fh.readline()
+        self._pending = header
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._pending:
+            n = min(len(buffer), len(self._pending))
+            buffer[:n], self._pending = self._pending[:n], self._pending[n:]
+            return n
+        data = self._fh.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._fh.close()
+        super().close()
+
+
+def _reheaded(open_binary: Callable[[], object], header: bytes, header_lines: int):
+    return io.BufferedReader(_Reheaded(open_binary(), header, header_lines > 0), 1 << 16)
+
+
+def _mark(chunk: pd.DataFrame, rows: np.ndarray, problems: Sequence[tuple]) -> pd.DataFrame:
+    """``chunk`` with ``problems[k]`` in its :data:`PROBLEM` column at row ``rows[k]`` (a row
+    keeps the first problem found)."""
+    if not len(rows):
+        return chunk
+    marks = (
+        chunk[PROBLEM].to_numpy(dtype=object).copy()
+        if PROBLEM in chunk.columns
+        else np.full(len(chunk), None, dtype=object)
+    )
+    for row, problem in zip(rows, problems):
+        if marks[row] is None:
+            marks[row] = problem
+    return chunk.assign(**{PROBLEM: marks})
+
+
+def _mark_extra_fields(chunk: pd.DataFrame, extra: pd.Series, n_fields: int) -> pd.DataFrame:
+    """Rows with a non-empty field after the last column marked in :data:`PROBLEM`."""
+    rows = np.flatnonzero(extra.notna().to_numpy())
+    what = f"have more fields than the header's {n_fields}"
+    values = extra.to_numpy(dtype=object)
+    problems = [("extra fields", what, f"field {n_fields + 1} = {values[i]!r}") for i in rows]
+    return _mark(chunk, rows, problems)
+
+
+def _fold_copies(chunk: pd.DataFrame) -> pd.DataFrame:
+    """One column per name: copies of a column named more than once are compared and the
+    first is kept; rows where a copy differs are marked in :data:`PROBLEM`."""
+    labels = chunk.columns
+    twice = labels.duplicated()
+    if not twice.any():
+        return chunk
+    rows, problems = [], []
+    for name in dict.fromkeys(labels[twice]):
+        copies = chunk.loc[:, labels == name]
+        first = copies.iloc[:, 0]
+        what = f"differ between the {copies.shape[1]} columns named {name!r}"
+        for k in range(1, copies.shape[1]):
+            other = copies.iloc[:, k]
+            differ = ~((first == other) | (first.isna() & other.isna())).to_numpy()
+            for i in np.flatnonzero(differ):
+                shown = f"{first.iloc[i]!r} in one, {other.iloc[i]!r} in another"
+                rows.append(i)
+                problems.append(("conflicting duplicate column", what, shown))
+    return _mark(chunk.loc[:, ~twice], np.asarray(rows, dtype=np.int64), problems)
 
 
 def frame_table(df: pd.DataFrame, where: str) -> Table:
@@ -374,9 +566,10 @@ def frame_table(df: pd.DataFrame, where: str) -> Table:
         df = _points_frame(df, where)
 
     def chunks(usecols: list[str], strings: Collection[str]) -> Iterator[pd.DataFrame]:
-        yield df[usecols]
+        yield _fold_copies(df[usecols])
 
-    return Table(where=where, columns=tuple(str(c) for c in df.columns), chunks=chunks)
+    columns = tuple(dict.fromkeys(str(c) for c in df.columns))
+    return Table(where=where, columns=columns, chunks=chunks)
 
 
 GEOMETRY_LAT, GEOMETRY_LON = "geometry.lat", "geometry.lon"
@@ -436,6 +629,8 @@ def open_table(
     path = check_path(source)
     if real_suffix(path) in _PARQUET:
         return parquet_table(path, chunksize)
+    if encoding is not None:
+        check_encoding(encoding, str(path))
     return csv_table(
         str(path),
         binary_opener(path),
@@ -467,19 +662,21 @@ def _numbers(series: pd.Series) -> np.ndarray:
 
 
 def _dates(series: pd.Series) -> np.ndarray:
-    """Dates for :meth:`Observations.from_arrays`. Dates repeat a lot in real files, so each
-    distinct text is parsed once; if any of them is a problem (or needs a note), the raw
-    text is passed on so that messages count and number the rows themselves."""
-    if pd.api.types.is_datetime64_any_dtype(series) or len(series) < 1000:
+    """Dates for :meth:`Observations.from_arrays`. Dates repeat a lot in real files, so in a
+    chunk of :data:`FACTORIZE_MIN_ROWS` rows or more each distinct text is parsed once; if any
+    of them is a problem (or needs a note), the raw text is passed on so that messages count
+    and number the rows themselves. Missing dates (even all of them) are ``NaT``."""
+    if pd.api.types.is_datetime64_any_dtype(series) or len(series) < FACTORIZE_MIN_ROWS:
         return series.to_numpy()
     codes, uniques = pd.factorize(series)
-    if len(uniques) > len(series) // 4:
+    if len(uniques) > len(series) // _DISTINCT_PER_DATE:
         return series.to_numpy()
-    parsed, masks, messages = parse_dates(np.asarray(uniques, dtype=object))
+    parsed, masks, messages = parse_event_dates(np.asarray(uniques, dtype=object))
     if masks or messages:
         return series.to_numpy()
-    out = parsed[codes]
-    out[codes < 0] = np.datetime64("NaT")
+    out = np.full(len(series), np.datetime64("NaT"), dtype="datetime64[D]")
+    known = codes >= 0  # -1: a missing value, which factorize leaves out of uniques
+    out[known] = parsed[codes[known]]
     return out
 
 
@@ -565,7 +762,8 @@ class ObservationChunks:
         table, cols, select = self.plan.table, self.plan.cols, self.plan.select
         self.report = InvalidRows()
         selected = [] if select is None else [select[0]]
-        usecols = list(dict.fromkeys([*cols.needed(), *self.plan.extra, *selected]))
+        marked = [PROBLEM] if PROBLEM in table.columns else []
+        usecols = list(dict.fromkeys([*cols.needed(), *self.plan.extra, *selected, *marked]))
         strings = {cols.species, cols.date, cols.site, *self.plan.extra, *selected}
         removed: Counter[str] = Counter()
         offset = 0
@@ -578,7 +776,7 @@ class ObservationChunks:
             obs = _validate_chunk(
                 chunk, cols, where, offset, self.on_invalid, self.lon_360, select, removed
             )
-            self.report.merge(obs.report)
+            merge_reports(self.report, obs.report)
             yield Chunk(obs=obs, offset=offset, rows=n)
             offset += n
         if removed:
@@ -591,9 +789,10 @@ class ObservationChunks:
 
 
 def observations_from_table(
-    plan: ReadPlan, *, on_invalid: str = "raise", lon_360: bool = False
+    plan: ReadPlan, *, on_invalid: str = "raise", lon_360: bool = False, merge_case: bool = False
 ) -> Observations:
-    """Read a plan's table whole: its :class:`ObservationChunks` joined, dropped rows warned.
+    """Read a plan's table whole: its :class:`ObservationChunks` joined, dropped rows warned,
+    species names that differ only by case reported (see :func:`check_case`).
 
     Raises:
         EmptyDataError: no rows are left.
@@ -614,6 +813,38 @@ def observations_from_table(
     if len(obs) == 0:
         raise EmptyDataError(f"{where}: no usable rows ({obs.report.summary()})")
     warn_dropped(obs.report, where)
+    return check_case(obs, where, merge_case)
+
+
+def check_case(obs: Observations, where: str, merge_case: bool = False) -> Observations:
+    """Species names that differ only by case: noted in the report and warned about, or,
+    with ``merge_case``, merged into each one's commonest spelling (and noted).
+
+    Example:
+        >>> obs = Observations.from_arrays([1.0, 2.0, 3.0], [1.0, 2.0, 3.0],
+        ...                                ["Pica pica", "Pica pica", "pica pica"])
+        >>> check_case(obs, "sightings", merge_case=True).species
+        ('Pica pica',)
+    """
+    groups = case_variants(obs.species)
+    if not groups:
+        return obs
+    counts = dict(zip(obs.species, obs.species_counts().tolist()))
+    shown = "; ".join(" / ".join(f"{s!r} ({counts[s]} rows)" for s in g) for g in groups[:5])
+    shown += " ..." if len(groups) > 5 else ""
+    if merge_case:
+        obs = obs.merge_case_variants()
+        note = (
+            f"merged {len(groups)} species whose names differ only by case, each into its "
+            f"commonest spelling: {shown}"
+        )
+    else:
+        note = (
+            f"{len(groups)} species have names that differ only by case, kept apart: {shown}; "
+            f"pass merge_case=True to merge each into its commonest spelling"
+        )
+        warnings.warn(f"{where}: {note}", UserWarning, stacklevel=3)
+    obs.report.notes.append(note)
     return obs
 
 
@@ -628,6 +859,7 @@ def _validate_chunk(
     removed: Counter,
 ) -> Observations:
     n = len(chunk)
+    problems = _problems(chunk, offset) if PROBLEM in chunk.columns else None
     site = None if cols.site is None else _strings(chunk[cols.site])
     covariates = None
     if cols.covariates:
@@ -654,6 +886,7 @@ def _validate_chunk(
             lon_360=lon_360,
             where=where,
             row_offset=offset,
+            problems=problems,
         )
     if select is None:
         return obs
@@ -668,6 +901,23 @@ def _validate_chunk(
     return out.with_vocabulary([obs.species[i] for i in present])
 
 
+def _problems(chunk: pd.DataFrame, offset: int) -> dict[str, tuple[np.ndarray, str]]:
+    """The rows marked in a chunk's :data:`PROBLEM` column: a mask and a message per reason,
+    for :meth:`Observations.from_arrays`'s ``problems``."""
+    marks = chunk[PROBLEM].to_numpy(dtype=object)
+    n = len(marks)
+    masks: dict[str, np.ndarray] = {}
+    firsts: dict[str, tuple[int, str, str]] = {}
+    for i in np.flatnonzero(pd.notna(marks)):
+        reason, what, shown = marks[i]
+        masks.setdefault(reason, np.zeros(n, bool))[i] = True
+        firsts.setdefault(reason, (i, what, shown))
+    return {
+        reason: (mask, f"{int(mask.sum())} of {n} rows {what}; first: row {i + offset}: {shown}")
+        for (reason, mask), (i, what, shown) in zip(masks.items(), firsts.values())
+    }
+
+
 def read_table(
     source,
     *,
@@ -675,6 +925,7 @@ def read_table(
     lon_360: bool = False,
     chunksize: int = 1_000_000,
     encoding: str | None = None,
+    merge_case: bool = False,
     lat: str | None = None,
     lon: str | None = None,
     species: str | None = None,
@@ -694,6 +945,8 @@ def read_table(
             without case or punctuation). ``date`` and ``site`` are optional.
         covariates: columns of numbers kept as ``Observations.covariates``.
         sep: the delimiter of a text file (default: sniffed from the header line).
+        merge_case: merge species whose names differ only by case into the commonest
+            spelling (default: keep them apart; the report and a warning name them).
 
     Raises:
         FormatError: columns that cannot be found or guessed (the message lists the
@@ -719,7 +972,9 @@ def read_table(
         covariates=covariates,
         sep=sep,
     )
-    return observations_from_table(plan, on_invalid=on_invalid, lon_360=lon_360)
+    return observations_from_table(
+        plan, on_invalid=on_invalid, lon_360=lon_360, merge_case=merge_case
+    )
 
 
 def table_plan(
