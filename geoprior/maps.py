@@ -25,10 +25,10 @@ from .errors import (
     ConfigError,
     DateError,
     EmptyDataError,
-    OutputExistsError,
     SpeciesNameError,
 )
 from .grid import CellGrid, cell_grid, cell_polygons, cell_strings, merge_cells, parse_bbox
+from .outputs import check_output
 from .prior import predict_columns, scores_columns
 from .query import species_indices
 from .thresholds import RULES, compute_thresholds
@@ -334,9 +334,7 @@ def _check_path(path, overwrite: bool, allowed=FORMATS) -> Path:
     suffix = path.suffix.lower()
     if suffix not in allowed:
         raise ConfigError(f"cannot tell the format of {path}: expected one of {', '.join(allowed)}")
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
-    return path
+    return check_output(path, overwrite)
 
 
 def _temporary(path: Path) -> Path:
@@ -355,6 +353,7 @@ def write_range_map(
 
     Raises:
         OutputExistsError: ``path`` exists and ``overwrite`` is False.
+        PathError: ``path`` is a folder, or its folder does not exist or is not writable.
         ConfigError: an unknown extension.
 
     >>> write_range_map(range_map(prior, "Setophaga virens"), "virens.gpkg")  # doctest: +SKIP
