@@ -2,24 +2,89 @@
 
 Data go to stdout; logs and progress bars to stderr. Exit codes: 0 success, 1 a
 :class:`~geoprior.GeopriorError` (one clear line; the traceback with ``-v``), 2 usage errors.
-Outputs are never overwritten without ``--overwrite``.
+Outputs are never overwritten without ``--overwrite``, and are checked (see
+:func:`geoprior.outputs.check_output`) before any work starts.
 """
 
 from __future__ import annotations
 
+import codecs
+import errno
 import json
+import os
 import sys
 from pathlib import Path
 
 import click
 
-from .errors import ClassMismatchError, ConfigError, FormatError, GeopriorError, OutputExistsError
+from .errors import (
+    ClassMismatchError,
+    ConfigError,
+    FileEncodingError,
+    GeopriorError,
+    OutputExistsError,
+    PathError,
+)
+from .outputs import check_output
 
 SAMPLE_PREFIX = "sample:"
+
+# what to do about an OSError on a path the user gave
+_PATH_HINTS = {
+    errno.ENOENT: "check the path (an output's folder must exist)",
+    errno.ENOTDIR: "check the path: a part of it is a file, not a folder",
+    errno.EISDIR: "it is a folder: give a file name",
+    errno.EACCES: "check its permissions or choose another path",
+    errno.EPERM: "check its permissions or choose another path",
+    errno.EROFS: "the file system is read-only: choose another path",
+    errno.ENOSPC: "free some space or write elsewhere",
+    errno.ENAMETOOLONG: "choose a shorter name",
+}
+
+
+class _Command(click.Command):
+    """A command whose OSError about one of its own path arguments (no permission, a
+    folder where a file belongs, a missing folder) becomes a one-line PathError. Any
+    other exception, an OSError about some other path included, keeps its traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GeopriorError:
+            raise
+        except OSError as e:
+            given = _user_path(e, ctx.params)
+            if given is None:
+                raise
+            same = os.path.abspath(given) == os.path.abspath(e.filename)
+            where = "" if same else f" ({e.filename})"
+            raise PathError(f"{given}: {e.strerror}{where}; {_PATH_HINTS[e.errno]}") from e
+
+
+def _user_path(e: OSError, params: dict) -> str | None:
+    """The path argument ``e`` is about: the path itself, a file inside it, or a temporary
+    file written beside it; ``None`` when ``e`` is no such error."""
+    if e.errno not in _PATH_HINTS or not isinstance(e.filename, str | os.PathLike):
+        return None
+    failed = Path(os.path.abspath(e.filename))
+    for value in params.values():
+        for given in value if isinstance(value, tuple) else (value,):
+            if not isinstance(given, str | os.PathLike):
+                continue
+            path = Path(os.path.abspath(given))
+            if (
+                failed == path
+                or path in failed.parents
+                or (failed.parent == path.parent and failed.name.startswith(f".{path.stem}"))
+            ):
+                return str(given)
+    return None
 
 
 class _Group(click.Group):
     """Turns GeopriorError into exit code 1 with one line on stderr."""
+
+    command_class = _Command
 
     def invoke(self, ctx):
         try:
@@ -27,8 +92,31 @@ class _Group(click.Group):
         except GeopriorError as e:
             if ctx.obj and ctx.obj.get("verbose"):
                 raise
-            click.echo(f"error: {e}", err=True)
+            message = str(e)
+            if isinstance(e, FileEncodingError):
+                message = message.rstrip(".") + " (CLI: --encoding)"
+            click.echo(f"error: {message}", err=True)
             ctx.exit(1)
+
+
+def _check_encoding(ctx, param, value: str | None) -> str | None:
+    if value is not None:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise click.BadParameter(
+                f"unknown encoding {value!r}; e.g. utf-8, latin-1, cp1252"
+            ) from None
+    return value
+
+
+encoding_option = click.option(
+    "--encoding",
+    default=None,
+    callback=_check_encoding,
+    help="Text encoding of the input files, e.g. latin-1 or cp1252 (default UTF-8; a "
+    "Darwin Core Archive's meta.xml gives its own).",
+)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,7 +128,9 @@ def main(ctx, verbose):
     ctx.obj = {"verbose": verbose}
 
 
-def load_observations(source: str, fmt: str = "auto", on_invalid: str = "raise"):
+def load_observations(
+    source: str, fmt: str = "auto", on_invalid: str = "raise", encoding: str | None = None
+):
     """``sample:NAME`` loads an embedded sample; a folder written by ``geoprior convert``
     opens as a memory-mapped ColumnStore; anything else goes to read_observations."""
     if source.startswith(SAMPLE_PREFIX):
@@ -53,7 +143,7 @@ def load_observations(source: str, fmt: str = "auto", on_invalid: str = "raise")
         return ColumnStore.open(source)
     from .io import read_observations
 
-    return read_observations(source, format=fmt, on_invalid=on_invalid)
+    return read_observations(source, format=fmt, on_invalid=on_invalid, encoding=encoding)
 
 
 def parse_set(pairs: tuple[str, ...]) -> dict:
@@ -69,11 +159,6 @@ def parse_set(pairs: tuple[str, ...]) -> dict:
             value = raw
         out[key.strip()] = value
     return out
-
-
-def check_output(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
 
 
 @main.command()
@@ -108,6 +193,7 @@ def check_output(path: Path, overwrite: bool) -> None:
 @click.option(
     "--on-invalid", type=click.Choice(["raise", "drop"]), default="raise", show_default=True
 )
+@encoding_option
 @click.option(
     "--workdir", type=click.Path(path_type=Path), help="Checkpoint folder (default: OUTPUT.work)."
 )
@@ -127,6 +213,7 @@ def train(
     sets,
     fmt,
     on_invalid,
+    encoding,
     workdir,
     resume,
     overwrite,
@@ -135,6 +222,7 @@ def train(
 ):
     """Train a prior on OBSERVATIONS (a file, a folder made by `geoprior convert`, or
     sample:neon_bird for the embedded sample)."""
+    from .store import HEADER
     from .train import TrainConfig, train_prior
 
     main_process = True
@@ -145,7 +233,10 @@ def train(
         main_process = process == 0
         click.echo(f"process {process} of {count}", err=True)
     if main_process:
-        check_output(output, overwrite)
+        check_output(output, overwrite, marker=HEADER, kind="saved prior")
+    workdir = workdir or output.with_name(output.name + ".work")
+    if workdir.exists() and not workdir.is_dir():
+        raise PathError(f"--workdir {workdir} is a file; checkpoints need a folder")
     config = TrainConfig()
     if config_file:
         try:
@@ -154,9 +245,8 @@ def train(
             raise ConfigError(f"{config_file} is not valid JSON: {e}") from None
     if sets:
         config = config.with_updates(parse_set(sets))
-    obs = load_observations(observations, fmt, on_invalid)
+    obs = load_observations(observations, fmt, on_invalid, encoding)
     click.echo(f"{obs}", err=True)
-    workdir = workdir or output.with_name(output.name + ".work")
     if not resume and (workdir / "checkpoint.npz").exists():
         if not overwrite:
             raise OutputExistsError(
@@ -184,13 +274,15 @@ def train(
     "--chunk-rows", default=500_000, show_default=True, help="Rows read and shuffled at a time."
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the one-time shuffle.")
+@encoding_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def convert(sources, output, covariates, on_invalid, chunk_rows, seed, overwrite, quiet):
+def convert(sources, output, covariates, on_invalid, chunk_rows, seed, encoding, overwrite, quiet):
     """Convert SOURCES (files or folders: Parquet, CSV, GBIF, eBird, ...) once into shuffled
     memory-mapped columns that `geoprior train` streams, for data larger than memory."""
-    from .columns import convert_to_columns
+    from .columns import MANIFEST, convert_to_columns
 
+    check_output(output, overwrite, marker=MANIFEST, kind="column store")
     store = convert_to_columns(
         list(sources),
         output,
@@ -198,6 +290,7 @@ def convert(sources, output, covariates, on_invalid, chunk_rows, seed, overwrite
         on_invalid=on_invalid,
         chunk_rows=chunk_rows,
         seed=seed,
+        encoding=encoding,
         overwrite=overwrite,
         progress=not quiet,
     )
@@ -286,6 +379,7 @@ def species(prior, match):
     show_default=True,
     help="Classes the prior does not know: fail, or give them a neutral prior.",
 )
+@encoding_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
 def rerank(
     prior,
@@ -301,39 +395,24 @@ def rerank(
     temperature,
     params_file,
     missing,
+    encoding,
     overwrite,
 ):
     """Rerank a classifier's LOGITS (.npy, .npz or .csv) with PRIOR at each row's place."""
-    import pandas as pd
-
     from .fusion import FusionParams
     from .fusion import rerank as rerank_rows
-    from .io_logits import read_logits
+    from .io_logits import read_classes, read_logits, read_points
     from .store import load_prior
 
     check_output(output, overwrite)
-    values, names = read_logits(logits)
+    values, names = read_logits(logits, encoding=encoding)
     if classes_file is not None:
-        names = tuple(
-            line.strip()
-            for line in classes_file.read_text(encoding="utf-8").splitlines()
-            if line.strip()
-        )
+        names = read_classes(classes_file, encoding=encoding)
     if names is None:
         raise click.UsageError(f"{logits} has no class names; pass --classes CLASSES.txt")
-    table = pd.read_csv(points)
-    lower = {c.lower(): c for c in table.columns}
-    lat_col = next((lower[c] for c in ("latitude", "lat") if c in lower), None)
-    lon_col = next((lower[c] for c in ("longitude", "lon", "lng") if c in lower), None)
-    if lat_col is None or lon_col is None:
-        raise FormatError(
-            f"{points} needs latitude and longitude columns; found {list(table.columns)}"
-        )
-    if len(table) != values.shape[0]:
-        raise ClassMismatchError(
-            f"{points} has {len(table)} rows but {logits} has {values.shape[0]}"
-        )
-    date = table[lower["date"]].to_numpy(dtype=object) if "date" in lower else None
+    lat, lon, date = read_points(points, encoding=encoding)
+    if len(lat) != values.shape[0]:
+        raise ClassMismatchError(f"{points} has {len(lat)} rows but {logits} has {values.shape[0]}")
     fusion = {
         key: value
         for key, value in dict(
@@ -346,8 +425,8 @@ def rerank(
         values,
         names,
         load_prior(prior),
-        table[lat_col].to_numpy(),  # rerank validates: text is an error, empty = no location
-        table[lon_col].to_numpy(),
+        lat,  # rerank validates: text is an error, empty = no location
+        lon,
         date,
         k=k,
         params=params,
@@ -406,6 +485,7 @@ def _threshold_option(value: str | None):
     default=None,
     help="Presences for --threshold lpt/f1 (a file, or sample:neon_bird).",
 )
+@encoding_option
 @click.option("--bbox", default=None, metavar="W,S,E,N", help="Only cells whose centre is inside.")
 @click.option("--include-sea", is_flag=True, help="Keep cells that do not touch land.")
 @click.option("--dissolve", is_flag=True, help="One (multi)polygon per species.")
@@ -432,6 +512,7 @@ def range_map(
     monthly,
     threshold,
     observations,
+    encoding,
     bbox,
     include_sea,
     dissolve,
@@ -463,7 +544,7 @@ def range_map(
     if isinstance(thresh, str) and observations is None:
         raise click.UsageError(f"--threshold {thresh} needs --observations")
     loaded = load_prior(prior)
-    obs = None if observations is None else load_observations(observations)
+    obs = None if observations is None else load_observations(observations, encoding=encoding)
     common = dict(res=res, threshold=thresh, land_only=not include_sea, bbox=bbox, observations=obs)
     if all_species:
         if suffix != ".parquet" or dissolve or monthly:

@@ -1,8 +1,11 @@
-"""Reading a classifier's saved logits (``.npy``, ``.npz``, CSV) for reranking.
+"""Reading a classifier's saved logits (``.npy``, ``.npz``, CSV), its class names and the
+places of its inputs, for reranking.
 
 A thin shell for :func:`geoprior.fusion.rerank` and the ``geoprior rerank`` command: it
 reads the array, checks it with :func:`geoprior.fusion.check_logits` and returns the class
-names when the file carries them.
+names when the file carries them; :func:`read_classes` and :func:`read_points` read the
+class list and the points table. Every problem is a :class:`~geoprior.GeopriorError` naming
+the file.
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import EmptyDataError, FileEncodingError, FormatError, MissingFileError, suggest
+from .errors import EmptyDataError, FormatError, MissingFileError, suggest
 from .fusion import check_logits
+from .io.table import binary_opener, check_path, encoding_error, find_column, open_table
 
-__all__ = ["LOGIT_SUFFIXES", "read_logits"]
+__all__ = ["LOGIT_SUFFIXES", "read_logits", "read_classes", "read_points"]
 
 LOGIT_SUFFIXES = (".npy", ".npz", ".csv", ".csv.gz", ".tsv")
 
 
-def read_logits(path: str | os.PathLike) -> tuple[np.ndarray, tuple[str, ...] | None]:
+def read_logits(
+    path: str | os.PathLike, *, encoding: str | None = None
+) -> tuple[np.ndarray, tuple[str, ...] | None]:
     """Read classifier logits, and class names when the file has them.
 
     * ``.npy``: one ``(n, S)`` (or ``(S,)``) array; no class names.
@@ -34,6 +40,7 @@ def read_logits(path: str | os.PathLike) -> tuple[np.ndarray, tuple[str, ...] | 
 
     Args:
         path: the file.
+        encoding: the text encoding of a CSV / TSV (default UTF-8).
 
     Returns:
         ``(logits, classes)``: a 2-d float array and a tuple of names, or ``None``.
@@ -43,7 +50,8 @@ def read_logits(path: str | os.PathLike) -> tuple[np.ndarray, tuple[str, ...] | 
             (naming the first), a wrong number of class names, not 1-d / 2-d.
         NonFiniteError: NaN, empty or infinite values, naming how many rows and the first.
         EmptyDataError: no rows.
-        FileEncodingError: a CSV that is not UTF-8.
+        FileEncodingError: a CSV that is not valid ``encoding`` text, naming the first bad
+            byte.
         MissingFileError: no such file.
 
     Example:
@@ -64,7 +72,7 @@ def read_logits(path: str | os.PathLike) -> tuple[np.ndarray, tuple[str, ...] | 
     elif suffix == ".npz":
         logits, classes = _load_npz(path)
     else:
-        logits, classes = _load_csv(path, "\t" if suffix == ".tsv" else ",")
+        logits, classes = _load_csv(path, "\t" if suffix == ".tsv" else ",", encoding or "utf-8")
     if logits.size == 0:
         raise EmptyDataError(f"{path}: no logits (array of shape {logits.shape})")
     logits = np.atleast_2d(check_logits(logits, what=f"logits in {path}"))
@@ -73,6 +81,85 @@ def read_logits(path: str | os.PathLike) -> tuple[np.ndarray, tuple[str, ...] | 
             f"{path}: {len(classes)} class names for {logits.shape[1]} columns of logits"
         )
     return logits, classes
+
+
+def read_classes(path: str | os.PathLike, *, encoding: str | None = None) -> tuple[str, ...]:
+    """Read class names, one per line in logit order (blank lines and surrounding spaces
+    ignored).
+
+    Args:
+        path: a text file.
+        encoding: its encoding (default UTF-8; a byte-order mark is skipped).
+
+    Returns:
+        The names, in file order.
+
+    Raises:
+        MissingFileError: no such file.
+        FileEncodingError: not valid ``encoding`` text, naming the first bad byte.
+        EmptyDataError: no names.
+
+    Example:
+        >>> classes = read_classes("classes.txt")  # doctest: +SKIP
+    """
+    path = check_path(path)
+    encoding = encoding or "utf-8-sig"
+    try:
+        text = path.read_bytes().decode(encoding)
+    except UnicodeDecodeError:
+        raise encoding_error(str(path), binary_opener(path), encoding) from None
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
+    if not names:
+        raise EmptyDataError(f"{path} holds no class names; expected one name per line")
+    return names
+
+
+def read_points(
+    path: str | os.PathLike, *, encoding: str | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Read the place (and date) of each classifier input from a table.
+
+    The table (CSV / TSV, optionally compressed, or Parquet) has a latitude column
+    (``latitude``, ``lat``, ``decimalLatitude``), a longitude column (``longitude``, ``lon``,
+    ``lng``, ``decimalLongitude``) and optionally ``date``. Values are returned as read:
+    :func:`geoprior.rerank` validates them (text is an error, empty means no location).
+
+    Args:
+        path: the table.
+        encoding: the text encoding (default UTF-8).
+
+    Returns:
+        ``(lat, lon, date)``; ``date`` is an object array of strings, or ``None``.
+
+    Raises:
+        MissingFileError: no such file.
+        EmptyDataError: an empty file.
+        FileEncodingError: not valid ``encoding`` text, naming the first bad byte.
+        FormatError: no latitude or longitude column, or malformed text.
+
+    Example:
+        >>> lat, lon, date = read_points("points.csv")  # doctest: +SKIP
+    """
+    table = open_table(path, encoding=encoding)
+    if not any(table.columns):
+        raise EmptyDataError(
+            f"{table.where} is empty; expected a header line with latitude and longitude"
+        )
+    lat = find_column(table.columns, "latitude", "lat", "decimalLatitude")
+    lon = find_column(table.columns, "longitude", "lon", "lng", "decimalLongitude")
+    if lat is None or lon is None:
+        raise FormatError(
+            f"{table.where} needs latitude and longitude columns; found {list(table.columns)}"
+        )
+    date = find_column(table.columns, "date")
+    columns = [c for c in (lat, lon, date) if c is not None]
+    chunks = list(table.chunks(columns, {date} - {None}))
+    frame = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=columns)
+    return (
+        frame[lat].to_numpy(),
+        frame[lon].to_numpy(),
+        None if date is None else frame[date].to_numpy(dtype=object),
+    )
 
 
 def _load_npy(path: Path) -> np.ndarray:
@@ -106,12 +193,12 @@ def _load_npz(path: Path) -> tuple[np.ndarray, tuple[str, ...] | None]:
     return logits, classes
 
 
-def _load_csv(path: Path, sep: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
+def _load_csv(path: Path, sep: str, encoding: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
     try:
         table = pd.read_csv(path, sep=sep, header=None, dtype=str, keep_default_na=False,
-                            skipinitialspace=True, encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise FileEncodingError(f"{path} is not UTF-8 ({e.reason} at byte {e.start})") from None
+                            skipinitialspace=True, encoding=encoding)
+    except UnicodeDecodeError:
+        raise encoding_error(str(path), binary_opener(path), encoding) from None
     except pd.errors.EmptyDataError:
         raise EmptyDataError(f"{path} is empty") from None
     except pd.errors.ParserError as e:
