@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -53,7 +52,7 @@ from .errors import (
     suggest,
     unknown_species,
 )
-from .store import format_version_problem
+from .store import atomic_file, format_version_problem
 from .validation import check_species_names, coordinate_problems, parse_dates
 
 __all__ = [
@@ -769,14 +768,8 @@ class FusionParams:
                 f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it"
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.to_json() + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(path, "w") as f:
+            f.write(self.to_json() + "\n")
         return path
 
     @classmethod

@@ -22,7 +22,8 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -38,6 +39,7 @@ __all__ = [
     "read_folder",
     "load_prior",
     "register_kind",
+    "atomic_file",
 ]
 
 FORMAT_VERSION = 1
@@ -252,6 +254,29 @@ def check_saved(path: Path, header: dict, arrays: dict[str, np.ndarray], schema:
             f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
         )
         raise PriorFileError(f"{path} is incomplete or corrupt: {shown}")
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
+    """Write ``path`` atomically: yields a temporary file beside it, which is flushed to disk
+    and renamed onto ``path`` when the block ends without error (removed if it raises), so
+    a reader sees the old file or the new one, never part of one.
+
+    Example:
+        >>> with atomic_file(tmp / "notes.txt", "w") as f:  # doctest: +SKIP
+        ...     f.write("done")
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def save_folder(

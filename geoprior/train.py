@@ -18,8 +18,9 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -60,6 +61,7 @@ from .land import land_cells
 from .losses import LOSSES, an_full, an_ssdl, maxent
 from .model import GeoNet, ModelConfig
 from .observations import Observations
+from .store import atomic_file
 from .thresholds import compute_thresholds
 
 if TYPE_CHECKING:
@@ -717,41 +719,75 @@ def _progress(total: int, start: int, enabled: bool):
 
 
 def _save_checkpoint(workdir: Path, state: TrainState, header: dict, losses: np.ndarray) -> None:
-    """Write the state atomically (every process gathers it; process 0 writes)."""
+    """Write the state, the loss curve and the record of the run (step and header) as one
+    file, atomically: a crash leaves the previous checkpoint or this one, never a mix.
+    Every process gathers the state; process 0 writes. ``checkpoint.json`` repeats the
+    record for people and tools; resuming never reads it."""
     host = to_host(state)
     if not is_main_process():
         return
-    leaves = jax.tree_util.tree_leaves(host)
-    arrays = {f"leaf_{i:05d}": np.asarray(v) for i, v in enumerate(leaves)}
-    arrays["losses"] = losses
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".npz", dir=workdir)
-    os.close(fd)
-    np.savez(tmp, **arrays)
-    meta = {"step": int(host.step), "header": header}
-    fd2, tmp2 = tempfile.mkstemp(prefix=".checkpoint.", suffix=".json", dir=workdir)
-    with os.fdopen(fd2, "w") as f:
-        json.dump(meta, f)
-    os.replace(tmp, workdir / CHECKPOINT)
-    os.replace(tmp2, workdir / CHECKPOINT_META)
+    record = {"step": int(host.step), "header": header}
+    arrays = {f"leaf_{i:05d}": np.asarray(v) for i, v in enumerate(jax.tree_util.tree_leaves(host))}
+    arrays.update(losses=losses, record=np.array(json.dumps(record)))
+    with atomic_file(workdir / CHECKPOINT) as f:
+        np.savez(f, **arrays)
+    with atomic_file(workdir / CHECKPOINT_META, "w") as f:
+        json.dump(record, f)
+
+
+def _broken_checkpoint(file: Path, problem: str) -> PriorFileError:
+    return PriorFileError(
+        f"{file} cannot be resumed: {problem}; delete it (and {CHECKPOINT_META} beside it) "
+        f"to start the run again without --resume (resume=False)"
+    )
 
 
 def _load_checkpoint(
     workdir: Path, shapes: TrainState, shardings, header: dict
 ) -> tuple[TrainState, int, np.ndarray]:
-    if not (workdir / CHECKPOINT).exists() or not (workdir / CHECKPOINT_META).exists():
+    """The state, step and losses of ``workdir``'s checkpoint, after checking that it was
+    written for this run and that its record and its state agree on the step."""
+    file = workdir / CHECKPOINT
+    if not file.exists():
         raise PriorFileError(f"nothing to resume: no {CHECKPOINT} in {workdir}")
-    meta = json.loads((workdir / CHECKPOINT_META).read_text())
-    if json.loads(json.dumps(header)) != meta.get("header"):
+    leaves, treedef = jax.tree_util.tree_flatten(shapes)
+    try:
+        with np.load(file, allow_pickle=False) as z:
+            saved = [z[f"leaf_{i:05d}"] for i in range(len(leaves))]
+            saved_losses = z["losses"]
+            record = json.loads(str(z["record"])) if "record" in z.files else None
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise _broken_checkpoint(file, f"it is truncated or corrupt ({e})") from None
+    if record is None:  # an older checkpoint: its record is the file beside it
+        record = _legacy_record(workdir / CHECKPOINT_META, file)
+    if json.loads(json.dumps(header)) != record.get("header"):
         raise ConfigError(
             f"the checkpoint in {workdir} was written for other data or another config; "
             f"resume with the same observations and config, or start a new workdir"
         )
-    leaves, treedef = jax.tree_util.tree_flatten(shapes)
-    with np.load(workdir / CHECKPOINT, allow_pickle=False) as z:
-        saved = [z[f"leaf_{i:05d}"] for i in range(len(leaves))]
-        saved_losses = z["losses"]
     for i, (s, l) in enumerate(zip(saved, leaves)):
         if s.shape != l.shape:
-            raise PriorFileError(f"checkpoint array {i} has shape {s.shape}, expected {l.shape}")
+            raise _broken_checkpoint(file, f"array {i} has shape {s.shape}, expected {l.shape}")
     host = jax.tree_util.tree_unflatten(treedef, [s.astype(l.dtype) for s, l in zip(saved, leaves)])
-    return put_global(host, shardings), int(meta["step"]), saved_losses
+    step = int(host.step)
+    if record.get("step") != step or saved_losses.shape != (step,):
+        raise _broken_checkpoint(
+            file,
+            f"its state is at step {step} but its record says step {record.get('step')!r} "
+            f"and it holds {saved_losses.size} losses (a crash between two writes?)",
+        )
+    return put_global(host, shardings), step, saved_losses
+
+
+def _legacy_record(meta: Path, file: Path) -> dict:
+    """The record of a checkpoint written as two files (checked against the state by the
+    caller, so a crash between their writes is refused, not resumed)."""
+    try:
+        record = json.loads(meta.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _broken_checkpoint(file, f"it has no record inside and no {meta.name}") from None
+    except (ValueError, OSError) as e:
+        raise _broken_checkpoint(meta, f"it is truncated or corrupt ({e})") from None
+    if not isinstance(record, dict):
+        raise _broken_checkpoint(meta, f"expected a JSON object, got {type(record).__name__}")
+    return record

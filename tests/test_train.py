@@ -1,9 +1,12 @@
+import json
+from pathlib import Path
+
 import jax
 import numpy as np
 import pytest
 from conftest import REGIONS, small_config
 
-from geoprior import ConfigError, OutputExistsError, TrainConfig, train_prior
+from geoprior import ConfigError, OutputExistsError, PriorFileError, TrainConfig, train_prior
 from geoprior.train import resolve_config
 
 
@@ -165,3 +168,100 @@ def test_trains_from_a_column_store(synthetic_obs, tmp_path):
     assert np.isfinite(prior.thresholds).all()
     with pytest.raises(ConfigError, match="cap_per_species"):
         train_prior(store, small_config(cap_per_species=5), progress=False)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+RESUME_CFG = small_config(steps=60, checkpoint_every=20)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(synthetic_obs):
+    return train_prior(synthetic_obs, RESUME_CFG, progress=False)
+
+
+def _assert_same_run(a, b):
+    for x, y in zip(jax.tree_util.tree_leaves(a.params), jax.tree_util.tree_leaves(b.params)):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    np.testing.assert_array_equal(a.loss_curve, b.loss_curve)
+
+
+def _crash_on_write(monkeypatch, name: str, nth: int):
+    """Make the ``nth`` atomic rename onto ``name`` die as a kill would."""
+    import os
+
+    real, seen = os.replace, []
+
+    def replace(src, dst):
+        if Path(dst).name == name:
+            seen.append(dst)
+            if len(seen) == nth:
+                raise KeyboardInterrupt
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+@pytest.mark.parametrize("name", ["checkpoint.npz", "checkpoint.json"])
+def test_crash_while_checkpointing_resumes_consistently(
+    synthetic_obs, uninterrupted, tmp_path, monkeypatch, name
+):
+    # the second checkpoint (step 40) dies while its state, or its json beside it, is renamed
+    _crash_on_write(monkeypatch, name, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train_prior(synthetic_obs, RESUME_CFG, tmp_path, progress=False)
+    monkeypatch.undo()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["step"] == 20  # stale or not
+    resumed = train_prior(synthetic_obs, RESUME_CFG, tmp_path, progress=False, resume=True)
+    _assert_same_run(uninterrupted, resumed)
+
+
+def _checkpointed(synthetic_obs, workdir, steps=40):
+    """A workdir whose checkpoint is at ``steps`` of RESUME_CFG's 60."""
+    import geoprior.train as tr
+
+    original = tr.PermutationPlan.rows
+
+    def stop(self, step):
+        if step == steps:
+            raise KeyboardInterrupt
+        return original(self, step)
+
+    tr.PermutationPlan.rows = stop
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_prior(synthetic_obs, RESUME_CFG, workdir, progress=False)
+    finally:
+        tr.PermutationPlan.rows = original
+    return workdir / "checkpoint.npz"
+
+
+def test_two_file_checkpoint_from_a_crash_between_writes_is_refused(
+    synthetic_obs, uninterrupted, tmp_path
+):
+    file = _checkpointed(synthetic_obs, tmp_path)
+    with np.load(file, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files if k != "record"}  # the older two-file layout
+    np.savez(file, **arrays)
+    meta = tmp_path / "checkpoint.json"
+    record = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**record, "step": 20}))  # old json beside the new state
+    with pytest.raises(PriorFileError, match="state is at step 40 but its record says step 20"):
+        train_prior(synthetic_obs, RESUME_CFG, tmp_path, progress=False, resume=True)
+    meta.write_text(json.dumps(record))  # a consistent pair still resumes exactly
+    resumed = train_prior(synthetic_obs, RESUME_CFG, tmp_path, progress=False, resume=True)
+    _assert_same_run(uninterrupted, resumed)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_broken_checkpoint_says_what_to_do(synthetic_obs, tmp_path, damage):
+    file = _checkpointed(synthetic_obs, tmp_path, steps=25)
+    data = file.read_bytes()
+    file.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"PK\x03\x04" + data[-100:],
+                      "empty": b""}[damage])  # fmt: skip
+    with pytest.raises(
+        PriorFileError, match="checkpoint.npz cannot be resumed: it is truncated or corrupt"
+    ) as e:
+        train_prior(synthetic_obs, RESUME_CFG, tmp_path, progress=False, resume=True)
+    assert str(file) in str(e.value) and "delete it" in str(e.value)
+    assert "without --resume" in str(e.value)
