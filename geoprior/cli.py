@@ -110,7 +110,7 @@ def _check_encoding(ctx, param, value: str | None) -> str | None:
     return value
 
 
-encoding_option = click.option(
+_encoding_option = click.option(
     "--encoding",
     default=None,
     callback=_check_encoding,
@@ -193,7 +193,7 @@ def parse_set(pairs: tuple[str, ...]) -> dict:
 @click.option(
     "--on-invalid", type=click.Choice(["raise", "drop"]), default="raise", show_default=True
 )
-@encoding_option
+@_encoding_option
 @click.option(
     "--workdir", type=click.Path(path_type=Path), help="Checkpoint folder (default: OUTPUT.work)."
 )
@@ -274,7 +274,7 @@ def train(
     "--chunk-rows", default=500_000, show_default=True, help="Rows read and shuffled at a time."
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the one-time shuffle.")
-@encoding_option
+@_encoding_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def convert(sources, output, covariates, on_invalid, chunk_rows, seed, encoding, overwrite, quiet):
@@ -379,7 +379,7 @@ def species(prior, match):
     show_default=True,
     help="Classes the prior does not know: fail, or give them a neutral prior.",
 )
-@encoding_option
+@_encoding_option
 @click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
 def rerank(
     prior,
@@ -485,7 +485,7 @@ def _threshold_option(value: str | None):
     default=None,
     help="Presences for --threshold lpt/f1 (a file, or sample:neon_bird).",
 )
-@encoding_option
+@_encoding_option
 @click.option("--bbox", default=None, metavar="W,S,E,N", help="Only cells whose centre is inside.")
 @click.option("--include-sea", is_flag=True, help="Keep cells that do not touch land.")
 @click.option("--dissolve", is_flag=True, help="One (multi)polygon per species.")
