@@ -265,6 +265,20 @@ class GeoPrior:
         return self._score(lat, lon, date, species, covariates, batch_size, species_chunk, True)
 
     def _score(self, lat, lon, date, species, covariates, batch_size, species_chunk, log):
+        n, k, blocks = self._blocks(
+            lat, lon, date, species, covariates, batch_size, species_chunk, log
+        )
+        out = np.empty((n, k), np.float32)
+        for rows, m, a, w, block in blocks:
+            out[rows, a : a + w] = np.asarray(block)[:m, :w]
+        return out
+
+    def _blocks(self, lat, lon, date, species, covariates, batch_size, species_chunk, log):
+        """Validate a query and return ``(n, k, blocks)``: ``n`` places, ``k`` columns, and an
+        iterator of the result on the device, a block at a time, as ``(rows, m, a, w,
+        block)``: the first ``m`` rows and ``w`` columns of ``block`` are rows ``rows`` and
+        columns ``a:a + w`` of the ``(n, k)`` result (with ``species_chunk=None`` each block
+        holds every column)."""
         lat, lon, dates = prepare_query(lat, lon, date)
         n = lat.size
         cov = self._check_covariates(covariates, n)
@@ -272,9 +286,8 @@ class GeoPrior:
         bs = _positive("batch_size", batch_size)
         k = self.n_species if cols is None else cols.shape[-1]
         chunk = k if species_chunk is None else min(k, _positive("species_chunk", species_chunk))
-        out = np.empty((n, k), np.float32)
         if n == 0 or k == 0:
-            return out
+            return n, k, iter(())
         every = np.arange(self.n_species, dtype=np.int32)
         if cols is not None and chunk == k and np.array_equal(cols, every):
             cols = None  # all species in order: the fused path
@@ -283,25 +296,29 @@ class GeoPrior:
         doy = day_of_year(dates).astype(np.float32)
         fns = self._scorers
         params, split = _on_local_devices(self.params)
-        for start in range(0, n, bs):
-            sl = slice(start, start + bs)
-            m = lat[sl].size
-            pad = _padding(m, n, bs)
-            pad += -(m + pad) % split.n  # rows split evenly over the local devices
-            rows = [split(_pad(a[sl], 0, pad).astype(np.float32)) for a in (lat, lon, doy)]
-            c = None if cov is None else split(_pad(cov[sl], 0, pad).astype(np.float32))
-            if cols is None:
-                out[sl] = np.asarray(fns.every(params, *rows, c, log=log))[:m]
-                continue
-            emb = fns.embed(params, *rows, c)
-            lse = self._normaliser(emb, species_chunk, params) if self.loss == "maxent" else None
-            own = cols if cols.ndim == 1 else split(_pad(cols[sl], 0, pad))
-            for a in range(0, k, chunk):
-                block = own[..., a : a + chunk]
-                w = block.shape[-1]
-                res = fns.columns(params, emb, _pad(block, -1, chunk - w), lse, log=log)
-                out[sl, a : a + w] = np.asarray(res)[:m, :w]
-        return out
+
+        def blocks():
+            for start in range(0, n, bs):
+                sl = slice(start, start + bs)
+                m = lat[sl].size
+                pad = _padding(m, n, bs)
+                pad += -(m + pad) % split.n  # rows split evenly over the local devices
+                rows = [split(_pad(a[sl], 0, pad).astype(np.float32)) for a in (lat, lon, doy)]
+                c = None if cov is None else split(_pad(cov[sl], 0, pad).astype(np.float32))
+                if cols is None:
+                    yield sl, m, 0, k, fns.every(params, *rows, c, log=log)
+                    continue
+                emb = fns.embed(params, *rows, c)
+                maxent = self.loss == "maxent"
+                lse = self._normaliser(emb, species_chunk, params) if maxent else None
+                own = cols if cols.ndim == 1 else split(_pad(cols[sl], 0, pad))
+                for a in range(0, k, chunk):
+                    block = own[..., a : a + chunk]
+                    w = block.shape[-1]
+                    res = fns.columns(params, emb, _pad(block, -1, chunk - w), lse, log=log)
+                    yield sl, m, a, w, res
+
+        return n, k, blocks()
 
     def _normaliser(self, emb, species_chunk, params):
         """log-sum-exp of every species' logit per row, ``species_chunk`` columns a call."""
@@ -407,20 +424,36 @@ class GeoPrior:
         *,
         species: Sequence[str] | None = None,
         covariates=None,
+        batch_size: int = _BATCH,
     ) -> pd.DataFrame:
         """The ``k`` most likely species at each place: a DataFrame with columns
-        ``row, rank, species, prob`` (``rank`` 1 is the most likely).
+        ``row, rank, species, prob`` (``rank`` 1 is the most likely; ties keep the species
+        order).
 
         ``species`` restricts the ranking to those names (unknown names raise
-        :class:`~geoprior.UnknownSpeciesError` with close matches).
+        :class:`~geoprior.UnknownSpeciesError` with close matches). The ranking is taken on
+        the device, ``batch_size`` places a call, so memory holds ``batch_size x S``
+        probabilities on the device and only ``n x k`` on the host, however many places.
+
+        >>> prior.top_k([44.06], [-71.31], "2021-06-14", k=2)  # doctest: +SKIP
+           row  rank          species      prob
+        0    0     1  Setophaga virens  0.83...
         """
+        k = _positive("k", k)
         names = self.species
         if species is not None:
             cols = species_indices(species, names)
             names = tuple(names[i] for i in cols)
             species = cols
-        probs = self.predict(lat, lon, date, species=species, covariates=covariates)
-        return top_k_frame(probs, names, k)
+        n, width, blocks = self._blocks(
+            lat, lon, date, species, covariates, batch_size, None, False
+        )
+        k = min(k, width)
+        probs, top = np.empty((n, k), np.float32), np.empty((n, k), np.int32)
+        for rows, m, _, _, block in blocks:
+            p, i = _device_top_k(block, k)
+            probs[rows], top[rows] = np.asarray(p)[:m], np.asarray(i)[:m]
+        return _ranking_frame(probs, top, names)
 
     # --------------------------------------------------------------- save / load
     def save(self, path: str | os.PathLike, *, overwrite: bool = True):
@@ -467,18 +500,31 @@ def predict_columns(prior, lat, lon, date, columns, *, covariates=None) -> np.nd
 
 
 def top_k_frame(probs: np.ndarray, names: Sequence[str], k: int) -> pd.DataFrame:
-    """Long DataFrame ``row, rank, species, prob`` of the top ``k`` columns of each row."""
-    if k < 1:
-        raise ConfigError(f"k must be >= 1, got {k}")
-    k = min(k, probs.shape[1])
+    """Long DataFrame ``row, rank, species, prob`` of the top ``k`` columns of each row
+    (ties keep the column order).
+
+    >>> top_k_frame(np.array([[0.2, 0.5]]), ["a", "b"], 1)["species"].tolist()
+    ['b']
+    """
+    k = min(_positive("k", k), probs.shape[1])
     top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    n = probs.shape[0]
+    return _ranking_frame(np.take_along_axis(probs, top, 1), top, names)
+
+
+#: The ``k`` largest values of each row and their columns, on the device (ties: lower
+#: column first, as a stable sort).
+_device_top_k = jax.jit(jax.lax.top_k, static_argnums=1)
+
+
+def _ranking_frame(probs: np.ndarray, top: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
+    """The long frame of ``(n, k)`` ranked probabilities and their column indices."""
+    n, k = top.shape
     return pd.DataFrame(
         {
             "row": np.repeat(np.arange(n), k),
             "rank": np.tile(np.arange(1, k + 1), n),
             "species": np.asarray(names, dtype=object)[top.ravel()],
-            "prob": np.take_along_axis(probs, top, 1).ravel(),
+            "prob": probs.ravel(),
         }
     )
 

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import REGIONS, random_prior, small_config
 from hypothesis import given, settings
@@ -133,8 +134,32 @@ def test_top_k_frame_columns_and_ordering(trained_prior):
         assert group["species"].tolist() == best
     everything = trained_prior.top_k(0.0, 0.0, k=99)
     assert len(everything) == 5
-    with pytest.raises(ConfigError, match="k must be >= 1"):
-        trained_prior.top_k(0.0, 0.0, k=0)
+    for k in (0, -1, 2.5, True, "3", None):
+        with pytest.raises(ConfigError, match=f"k must be a positive integer, got {k!r}"):
+            trained_prior.top_k(0.0, 0.0, k=k)
+        with pytest.raises(ConfigError, match="k must be a positive integer"):
+            top_k_frame(np.ones((1, 2)), ["a", "b"], k)
+    assert len(trained_prior.top_k(0.0, 0.0, k=np.int64(2))) == 2
+
+
+@pytest.mark.parametrize("loss", ["an_full", "maxent"])
+def test_top_k_in_batches_equals_ranking_the_whole_matrix(loss):
+    prior = random_prior(37, loss=loss, use_date=True)
+    rng = np.random.default_rng(1)
+    lat, lon = rng.uniform(-80, 80, 1000), rng.uniform(-180, 180, 1000)
+    dates = np.datetime64("2021-01-01") + rng.integers(0, 365, 1000)
+    whole = prior.top_k(lat, lon, dates, k=4)
+    for batch_size in (64, 300, 999):
+        pd.testing.assert_frame_equal(
+            prior.top_k(lat, lon, dates, k=4, batch_size=batch_size), whole
+        )
+    pd.testing.assert_frame_equal(
+        whole, top_k_frame(prior.predict(lat, lon, dates), prior.species, 4)
+    )
+    chosen = ["s30", "s2", "s11"]
+    some = prior.top_k(lat, lon, dates, k=2, species=chosen, batch_size=64)
+    probs = prior.predict(lat, lon, dates, species=chosen)
+    pd.testing.assert_frame_equal(some, top_k_frame(probs, chosen, 2))
 
 
 def test_top_k_species_filter(trained_prior):
