@@ -53,7 +53,12 @@ from .errors import (
     unknown_species,
 )
 from .store import atomic_file, format_version_problem
-from .validation import check_species_names, coordinate_problems, parse_dates
+from .validation import (
+    check_species_names,
+    coordinate_array,
+    coordinate_problems,
+    parse_dates,
+)
 
 __all__ = [
     "EPS",
@@ -667,10 +672,9 @@ def rerank(
 
 def _locations(lat, lon, date, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Broadcast ``lat, lon, date`` to ``n`` rows; raise on invalid (not missing) values."""
-    lat = np.atleast_1d(np.asarray(lat))
-    lon = np.atleast_1d(np.asarray(lon))
+    lat, lon = coordinate_array(lat, "latitudes"), coordinate_array(lon, "longitudes")
     for what, a in (("latitudes", lat), ("longitudes", lon)):
-        if a.ndim != 1 or a.size not in (1, n):
+        if a.size not in (1, n):
             raise CoordinateError(f"got {n} rows of logits but {a.size} {what} (give one or {n})")
     lat, lon = np.broadcast_to(lat, n), np.broadcast_to(lon, n)
     lat, lon, masks, messages = coordinate_problems(lat, lon)

@@ -13,9 +13,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .errors import CoordinateError, DateError, GeopriorError, SpeciesNameError, show
+from .errors import (
+    CoordinateError,
+    DateError,
+    GeopriorError,
+    SpeciesNameError,
+    describe_bad,
+    show,
+)
 
-__all__ = ["InvalidRows", "check_lat_lon", "coordinate_problems", "parse_dates"]
+__all__ = [
+    "InvalidRows",
+    "check_lat_lon",
+    "coordinate_array",
+    "coordinate_problems",
+    "parse_dates",
+]
 
 ON_INVALID = ("raise", "drop")
 _MIN_YEAR = 1600
@@ -138,6 +151,30 @@ def coordinate_problems(
     return lat, lon, masks, messages
 
 
+def coordinate_array(values, what: str) -> np.ndarray:
+    """Query coordinates as a 1-D array (one number becomes a length-1 array). Anything but
+    real numbers (or missing values) in one dimension raises :class:`CoordinateError`:
+    booleans, complex numbers, dates, 2-D arrays, ragged lists.
+
+    >>> coordinate_array(44.0, "latitudes")
+    array([44.])
+    """
+    expected = f"{what} must be a 1-D array of real numbers (or one number)"
+    try:
+        a = np.atleast_1d(np.asarray(values))
+    except ValueError as e:  # ragged nesting
+        raise CoordinateError(f"{expected}, got a ragged sequence ({e})") from None
+    if a.ndim != 1 or a.dtype.kind in "bcmMV":
+        raise CoordinateError(f"{expected}, got a {a.dtype} array of shape {a.shape}")
+    if a.dtype.kind == "O":
+        odd = np.array([isinstance(v, (bool, np.bool_, complex, np.complexfloating)) for v in a])
+        if odd.any():
+            raise CoordinateError(
+                f"{expected}; " + describe_bad(what, a, odd, "are booleans or complex numbers")
+            )
+    return a
+
+
 def check_lat_lon(lat, lon, *, lon_360: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Validate query coordinates for a public function; raise on any problem.
 
@@ -147,7 +184,7 @@ def check_lat_lon(lat, lon, *, lon_360: bool = False) -> tuple[np.ndarray, np.nd
     (array([44.]), array([-71.3]))
     """
     lat, lon, _, messages = coordinate_problems(
-        np.atleast_1d(lat), np.atleast_1d(lon), lon_360=lon_360
+        coordinate_array(lat, "latitudes"), coordinate_array(lon, "longitudes"), lon_360=lon_360
     )
     if messages:
         raise CoordinateError("; ".join(messages.values()))

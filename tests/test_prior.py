@@ -184,6 +184,15 @@ def test_top_k_species_filter(trained_prior):
         ([0.0], [0.0], "not a date", DateError, "could not be parsed"),
         ([0.0, 1.0, 2.0], [0.0, 1.0, 2.0], ["2021-01-01"] * 2, ClassMismatchError, "3 locations"),
         ([0.0, 1.0], [0.0], None, CoordinateError, "2 latitudes but 1 longitudes"),
+        (
+            [True],
+            [0.0],
+            None,
+            CoordinateError,
+            "1-D array of real numbers (or one number), got a bool",
+        ),
+        ([0.0], [1 + 2j], None, CoordinateError, "longitudes must be a 1-D array of real numbers"),
+        ([[0.0, 1.0]], [[0.0, 1.0]], None, CoordinateError, "array of shape (1, 2)"),
     ],
 )
 def test_bad_queries_raise(trained_prior, lat, lon, date, error, fragment):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from geoprior.errors import CoordinateError, DateError
 from geoprior.io import read_observations
-from geoprior.validation import coordinate_problems, parse_dates
+from geoprior.validation import check_lat_lon, coordinate_problems, parse_dates
 
 lats = st.floats(-90, 90, allow_nan=False)
 lons = st.floats(-180, 180, allow_nan=False)
@@ -78,3 +78,24 @@ def test_a_day_past_the_end_of_its_month_raises(year, month, data):
         read_observations(df)
     _, masks, _ = parse_dates([bad])
     assert masks["impossible date"].tolist() == [True]
+
+
+@pytest.mark.parametrize(
+    "lat, fragment",
+    [
+        (np.array([True, False]), r"got a bool array of shape \(2,\)"),
+        (np.array([44.0 + 1j, 45.0]), r"got a complex128 array of shape \(2,\)"),
+        (np.zeros((2, 3)), r"got a float64 array of shape \(2, 3\)"),
+        ([[44.0], [45.0]], r"got a float64 array of shape \(2, 1\)"),
+        (np.array(["2021-01-01"], "datetime64[D]"), "got a datetime64"),
+        ([[44.0, 45.0], [46.0]], "got a ragged sequence"),
+        (np.array([44.0, True], dtype=object), "1 of 2 latitudes are booleans or complex numbers"),
+        (np.array([44.0, 2j], dtype=object), "first: row 1 = 2j"),
+    ],
+)
+def test_query_coordinates_must_be_1d_real_numbers(lat, fragment):
+    with pytest.raises(CoordinateError, match="latitudes must be a 1-D array of real numbers") as e:
+        check_lat_lon(lat, [0.0, 1.0])
+    assert e.match(fragment)
+    lon = check_lat_lon([0.0, 1.0], [0.0, 1.0])[1]
+    np.testing.assert_array_equal(lon, [0.0, 1.0])  # plain numbers still pass
