@@ -45,6 +45,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ from .errors import (
 from .io import PLANS
 from .io.detect import detect_format
 from .io.table import ObservationChunks, binary_opener, check_path, real_suffix
+from .names import case_variants
 from .observations import Observations, merge_reports
 from .store import read_json_header
 from .validation import InvalidRows, check_on_invalid, warn_dropped
@@ -170,9 +172,14 @@ def convert_to_columns(
             n_buckets = max(1, math.ceil(estimate / chunk_rows))
             buckets = _scatter(records, str(tmp / "buckets" / "b"), n_buckets, rng)
         n = reader.report.rows_kept
+        where = str(files[0]) if len(files) == 1 else f"{len(files)} files"
         if n == 0:
-            where = str(files[0]) if len(files) == 1 else f"{len(files)} files"
             raise EmptyDataError(f"{where}: no usable rows ({reader.report.summary()})")
+        if groups := case_variants(reader.vocab):  # as the readers note them (not merged)
+            shown = "; ".join(" / ".join(repr(s) for s in g) for g in groups[:5])
+            note = f"{len(groups)} species have names that differ only by case, kept apart: {shown}"
+            reader.report.notes.append(note)
+            warnings.warn(f"{where}: {note}", UserWarning, stacklevel=2)
         species = sorted(reader.vocab)
         to_sorted = np.empty(len(species), np.int32)
         to_sorted[[reader.vocab[s] for s in species]] = np.arange(len(species), dtype=np.int32)

@@ -491,28 +491,31 @@ def parse_event_dates(
 
 
 def merge_reports(into: InvalidRows, other: InvalidRows) -> None:
-    """Add ``other`` to ``into`` (``into.merge(other)``), with notes that count rows
-    ("6 of 10 dates give only a year ...") added up, not kept once per spelling.
+    """Add ``other`` to ``into`` (``into.merge(other)``), with notes that count rows of
+    their whole report ("6 of 10 dates give only a year ...") added up and counted out of
+    all the rows read, not kept once per spelling.
 
     Example:
         >>> a = InvalidRows(10, 10, notes=["6 of 10 dates give only a year"])
+        >>> merge_reports(a, InvalidRows(10, 10))
         >>> merge_reports(a, InvalidRows(10, 10, notes=["6 of 10 dates give only a year"]))
         >>> a.notes
-        ['12 of 20 dates give only a year']
+        ['12 of 30 dates give only a year']
     """
+    notes: list[str] = []  # plain notes, and the rest of counted ones
+    counted: dict[str, int] = {}
+    for report in (into, other):
+        for note in report.notes:
+            match = _COUNTED.fullmatch(note)
+            if match and int(match[2]) == report.rows_read:
+                rest = match[3]
+                counted[rest] = counted.get(rest, 0) + int(match[1])
+            else:
+                rest = note
+            if rest not in notes:
+                notes.append(rest)
     into.merge(replace(other, notes=[]))
-    for note in other.notes:
-        counted = _COUNTED.fullmatch(note)
-        for j, old in enumerate(into.notes):
-            before = _COUNTED.fullmatch(old)
-            if counted and before and before[3] == counted[3]:
-                rows, of = int(before[1]) + int(counted[1]), int(before[2]) + int(counted[2])
-                into.notes[j] = f"{rows} of {of} {counted[3]}"
-                break
-            if old == note:
-                break
-        else:
-            into.notes.append(note)
+    into.notes = [f"{counted[n]} of {into.rows_read} {n}" if n in counted else n for n in notes]
 
 
 def day_of_year(dates: np.ndarray) -> np.ndarray:

@@ -82,11 +82,21 @@ def read_observations(
         chunksize: rows per chunk when reading text and Parquet files.
         encoding: the text encoding (default UTF-8; a DwC-A's meta.xml gives its own).
         **column_mapping: ``lat=, lon=, species=, date=, site=`` column names and
-            ``covariates=[...]``; plus ``locations=`` (iNat 2017/2018 JSON) and
-            ``categories=`` (eBird, default ``("species",)``).
+            ``covariates=[...]``; plus ``locations=`` (iNat 2017/2018 JSON),
+            ``categories=`` (eBird, default ``("species",)``) and ``merge_case=True``
+            (every format: merge species whose names differ only by case into the
+            commonest spelling; by default they are kept apart, named in ``.report.notes``
+            and in a UserWarning).
+
+    Species names are read as one spelling (:func:`geoprior.names.normalize_name`:
+    Unicode NFC, whitespace trimmed and collapsed).
 
     Raises:
-        FormatError: an unknown format, or columns that cannot be found.
+        FormatError: an unknown format, columns that cannot be found, or a truncated or
+            corrupt file (gzip, zip, JSON nested too deeply, a meta.xml encoding Python
+            does not know); under ``on_invalid="raise"`` also rows with more fields than
+            the header, copies of a column that disagree, iNaturalist annotations of a
+            missing image and repeated image ids (counted reasons under ``"drop"``).
         FileNotFoundError: ``source`` is a missing path.
 
     Example:
