@@ -52,6 +52,7 @@ from .errors import (
     suggest,
     unknown_species,
 )
+from .names import normalize_name
 from .store import atomic_file, format_version_problem
 from .validation import (
     check_species_names,
@@ -295,11 +296,12 @@ def fuse(
 
 # ---------------------------------------------------------------------------- alignment
 def _normalise(name) -> str:
-    """Matching key: case-folded, single spaces, ``_`` as space, BirdNET labels cut at ``_``,
-    integer ids as plain digits."""
+    """Matching key: the readers' spelling (:func:`~geoprior.names.normalize_name`: Unicode
+    NFC, single spaces), case-folded, ``_`` as space, BirdNET labels cut at ``_``, integer
+    ids as plain digits."""
     if isinstance(name, (int, np.integer)) and not isinstance(name, bool):
         return str(int(name))
-    text = str(name)
+    text = normalize_name(str(name))
     head, sep, tail = text.partition("_")
     if sep and len(head.split()) >= 2 and tail.strip():  # "Genus species_Common Name"
         text = head
@@ -311,6 +313,8 @@ def _check_names(names: Sequence, what: str) -> tuple[str, ...]:
     if isinstance(names, str):
         raise ClassMismatchError(f"{what} must be a list of names, got the single string {names!r}")
     raw = list(names)
+    if not raw:
+        raise ClassMismatchError(f"{what}: expected at least one name, got an empty list")
     _, masks, messages = check_species_names(np.asarray(raw, dtype=object))
     if masks:
         raise SpeciesNameError(f"{what}: " + "; ".join(messages.values()))
@@ -384,8 +388,9 @@ def align_classes(
 ) -> Alignment:
     """Match a classifier's class names to a prior's species.
 
-    Matching ignores case, surrounding and repeated whitespace and ``_`` versus space; a
-    BirdNET-style ``"Genus species_Common Name"`` matches on the part before ``_``; a
+    Matching ignores the Unicode form (NFC = NFD, as the readers spell names), case,
+    surrounding and repeated whitespace and ``_`` versus space; a BirdNET-style
+    ``"Genus species_Common Name"`` matches on the part before ``_``; a
     ``"Genus species subspecies"`` without its own column falls back to ``"Genus species"``;
     integer taxon ids match as ints or strings (``42`` = ``"42"``). ``synonyms`` maps
     classifier names to prior names and is tried first. Several classes may share one
@@ -399,7 +404,8 @@ def align_classes(
             neutral prior, see :meth:`Alignment.apply`).
 
     Raises:
-        ClassMismatchError: duplicated names after normalisation (counts and examples);
+        ClassMismatchError: an empty class or species list; duplicated names after
+            normalisation (counts and examples);
             unmatched classes with ``missing="raise"`` (how many, which, close matches);
             no class matched at all.
         UnknownSpeciesError: a synonym pointing to a species the prior does not have.

@@ -243,6 +243,19 @@ def test_alignment_normalises_names():
     np.testing.assert_array_equal(birdnet.index, np.arange(len(SPECIES)))
 
 
+def test_alignment_matches_names_in_any_unicode_form():
+    import unicodedata
+
+    prior = ["Pica pica", "Anser an\u00e9r", "Turdus merula", "Grus grus"]  # NFC: composed é
+    nfd = [unicodedata.normalize("NFD", s) for s in prior]
+    assert nfd[1] != prior[1] and nfd[1].encode() != prior[1].encode()
+    a = align_classes([nfd[1], nfd[0] + "\u00a0", " Turdus  merula"], prior)
+    np.testing.assert_array_equal(a.index, [1, 0, 2])
+    assert a.classes[0] == nfd[1]  # the classifier's own spelling is kept
+    with pytest.raises(ClassMismatchError, match="2x"):  # NFC and NFD are one class
+        align_classes([prior[1], nfd[1]], prior)
+
+
 def test_alignment_synonyms_and_neutral_columns():
     classes = ["American Robin", "Sialia sialis", "Mystery bird"]
     a = align_classes(classes, SPECIES, synonyms={"American Robin": "Turdus migratorius"},
@@ -279,6 +292,12 @@ def test_alignment_errors():
         align_classes(["Sialia sialis", "  "], SPECIES)
     with pytest.raises(ConfigError):
         align_classes(SPECIES, SPECIES, missing="ignore")
+    for classes, species, what in (([], SPECIES, "classifier classes"),
+                                   (SPECIES, [], "prior species"),
+                                   (np.array([], dtype=str), SPECIES, "classifier classes")):
+        with pytest.raises(ClassMismatchError,
+                           match=f"{what}: expected at least one name, got an empty list"):
+            align_classes(classes, species)
     with pytest.raises(ClassMismatchError, match=r"\(2, 5\)"):
         align_classes(SPECIES, SPECIES).apply(np.ones((2, 5)))
 
