@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from .errors import ClassMismatchError, DateError
+from .names import normalize_name
 from .validation import check_lat_lon, parse_dates
 
 __all__ = ["Prior", "prepare_query", "species_indices"]
@@ -53,16 +54,23 @@ def prepare_query(lat, lon, date=None) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def species_indices(names: Sequence[str] | str, species: Sequence[str]) -> np.ndarray:
-    """Column indices of ``names`` in ``species``; unknown names raise with suggestions."""
+    """Column indices of ``names`` in ``species``, matched exactly or else as the readers
+    spell names (:func:`~geoprior.names.normalize_name`: NFC, single spaces); unknown names
+    raise with suggestions."""
     from .errors import unknown_species
 
     if isinstance(names, str):
         names = [names]
     lookup = {s: i for i, s in enumerate(species)}
-    missing = [n for n in names if n not in lookup]
+    for i, s in enumerate(species):
+        lookup.setdefault(normalize_name(s), i)
+    found = [
+        lookup.get(n, lookup.get(normalize_name(n))) if isinstance(n, str) else None for n in names
+    ]
+    missing = [n for n, i in zip(names, found) if i is None]
     if missing:
         raise unknown_species(missing, list(species))
-    return np.array([lookup[n] for n in names], dtype=np.int64)
+    return np.array(found, dtype=np.int64)
 
 
 def _is_datetime(value) -> bool:

@@ -100,3 +100,13 @@ def test_species_indices():
     assert species_indices([], species).tolist() == []
     with pytest.raises(UnknownSpeciesError, match=r"2 unknown.*'e g', 'x'.*Did you mean 'e f'"):
         species_indices(["a b", "e g", "x"], species)
+
+
+def test_species_names_match_in_any_unicode_form_and_spacing():
+    species = ["Pica pica", "Anser an\u00e9r"]  # NFC
+    nfd = "Anser ane\u0301r"
+    assert species_indices([nfd, " Pica  pica"], species).tolist() == [1, 0]
+    exact = ["Pica  pica", "Pica pica"]  # an old prior with both spellings: exact wins
+    assert species_indices(["Pica  pica", "Pica pica"], exact).tolist() == [0, 1]
+    with pytest.raises(UnknownSpeciesError):
+        species_indices(["pica pica"], species)  # case is a different name
