@@ -93,7 +93,9 @@ def _padding(m: int, n: int, batch_size: int) -> int:
 
 def _positive(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        raise ConfigError(
+            f"{name} must be >= 1 (a positive integer), got {value!r} ({type(value).__name__})"
+        )
     return int(value)
 
 
