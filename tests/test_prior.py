@@ -294,7 +294,7 @@ def test_species_argument_errors(trained_prior):
     with pytest.raises(ConfigError, match="shape"):
         trained_prior.predict(0.0, 0.0, species=np.zeros((1, 1, 1), int))
     for bad in (0, -3, 2.5, True):
-        with pytest.raises(ConfigError, match="must be a positive integer"):
+        with pytest.raises(ConfigError, match=r"must be >= 1 \(a positive integer\)"):
             trained_prior.predict(0.0, 0.0, species_chunk=bad)
     assert trained_prior.predict([1.0, 2.0], [1.0, 2.0], species=[]).shape == (2, 0)
     assert trained_prior.predict(1.0, 2.0, species="Borealis alpha").shape == (1, 1)
