@@ -68,7 +68,7 @@ from .io import PLANS
 from .io.detect import detect_format
 from .io.table import ObservationChunks, binary_opener, check_path, real_suffix
 from .names import case_variants
-from .observations import Observations, merge_reports
+from .observations import Observations
 from .store import read_json_header
 from .validation import InvalidRows, check_on_invalid, warn_dropped
 
@@ -178,7 +178,7 @@ def convert_to_columns(
         if groups := case_variants(reader.vocab):  # as the readers note them (not merged)
             shown = "; ".join(" / ".join(repr(s) for s in g) for g in groups[:5])
             note = f"{len(groups)} species have names that differ only by case, kept apart: {shown}"
-            reader.report.notes.append(note)
+            reader.report.note(note)
             warnings.warn(f"{where}: {note}", UserWarning, stacklevel=2)
         species = sorted(reader.vocab)
         to_sorted = np.empty(len(species), np.int32)
@@ -202,7 +202,7 @@ def convert_to_columns(
             "dated_fraction": summary.dated / n,
             "extent": summary.extent(),
             "sources": reader.sources,
-            "report": dataclasses.asdict(reader.report),
+            "report": reader.report.as_dict(),
             "seed": int(seed),
             "chunk_rows": int(chunk_rows),
         }
@@ -353,9 +353,9 @@ class _Reader:
                 tick(chunk.rows)
                 yield rec
             warn_dropped(chunks.report, plan.table.where)
-            merge_reports(self.report, chunks.report)
+            self.report.merge(chunks.report)
             self.sources.append(
-                {"path": str(path), "format": fmt, **dataclasses.asdict(chunks.report)}
+                {"path": str(path), "format": fmt, **chunks.report.as_dict()}
             )
 
 
@@ -594,7 +594,7 @@ class ColumnStore:
     @property
     def report(self) -> InvalidRows:
         """What the conversion read, kept and dropped, over all sources."""
-        return InvalidRows(**self.manifest["report"])
+        return InvalidRows.from_dict(self.manifest["report"])
 
     def extent(self) -> dict[str, float]:
         """Bounding box (``west, south, east, north``), as :meth:`Observations.extent`."""

@@ -689,7 +689,7 @@ def _locations(lat, lon, date, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
         raise CoordinateError("; ".join(problems) + " (NaN marks a row without location)")
     if date is None:
         return lat, lon, None
-    dates, masks, messages = parse_dates(np.atleast_1d(np.asarray(date, dtype=object)))
+    dates, masks, messages, _ = parse_dates(np.atleast_1d(np.asarray(date, dtype=object)))
     if masks:
         raise DateError("; ".join(messages[r] for r in masks))
     if dates.size not in (1, n):

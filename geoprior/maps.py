@@ -87,7 +87,7 @@ def _map_date(date, month) -> np.datetime64 | None:
         return np.datetime64(f"{MONTH_YEAR}-{int(month):02d}-15", "D")
     if date is None:
         return None
-    dates, masks, messages = parse_dates(np.atleast_1d(np.asarray(date, dtype=object)))
+    dates, masks, messages, _ = parse_dates(np.atleast_1d(np.asarray(date, dtype=object)))
     if masks:
         raise DateError("; ".join(messages.values()))
     if dates.size != 1 or np.isnat(dates[0]):

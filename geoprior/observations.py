@@ -7,7 +7,6 @@ optional site/observer id — and knows how to select, count and split itself.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -21,7 +20,6 @@ from .errors import (
     EmptyDataError,
     FormatError,
     NonFiniteError,
-    show,
     unknown_species,
 )
 from .names import case_variants, normalize_names
@@ -36,7 +34,7 @@ from .validation import (
     warn_dropped,
 )
 
-__all__ = ["Observations", "merge_reports", "parse_event_dates"]
+__all__ = ["Observations"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,7 +98,9 @@ class Observations:
             species: names (strings) or, with ``vocabulary``, integer indices. Names are
                 normalised (:func:`geoprior.names.normalize_name`: Unicode NFC, whitespace
                 trimmed and collapsed), so spellings that print alike are one species.
-            date: anything :func:`parse_event_dates` accepts, or ``None``.
+            date: anything :func:`geoprior.validation.parse_dates` accepts, or ``None``;
+                dates that give only a year are kept undated and counted in
+                ``report.counted``.
             covariates: ``(n, c)`` numbers; rows with non-finite covariates are invalid.
             vocabulary: species names in a fixed order (names not in it raise
                 :class:`~geoprior.errors.UnknownSpeciesError`). Default: sorted names seen.
@@ -124,11 +124,13 @@ class Observations:
         if date is None:
             dates = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
         else:
-            dates, m2, msg2 = parse_event_dates(date, offset=row_offset)
+            dates, m2, msg2, counted = parse_dates(date, offset=row_offset)
             if dates.size != n:
                 raise ClassMismatchError(f"{where}: got {n} coordinates but {dates.size} dates")
             masks.update(m2)
             messages.update(msg2)
+            for what, count in counted.items():
+                report.count(what, count)
         integer_species = np.issubdtype(sp.dtype, np.integer)
         if not integer_species:
             sp, m3, msg3 = check_species_names(normalize_names(sp), offset=row_offset)
@@ -227,7 +229,7 @@ class Observations:
             )
         report = InvalidRows()
         for p in parts:
-            merge_reports(report, p.report)
+            report.merge(p.report)
         has_site = [p.site is not None for p in parts]
         return cls(
             lat=np.concatenate([p.lat for p in parts]),
@@ -369,11 +371,8 @@ class Observations:
                 names = sorted({self.species[i] for i in self.species_index[missing]})
                 raise unknown_species(names, species)
             n_missing = int(missing.sum())
-            report = replace(
-                self.report,
-                dropped=dict(self.report.dropped),
-                rows_kept=self.report.rows_kept - n_missing,
-            )
+            report = self.report.copy()
+            report.rows_kept -= n_missing
             report.add("species not in vocabulary", n_missing)
             kept = self[~missing]
             return replace(kept, species_index=index[~missing], species=species, report=report)
@@ -443,79 +442,6 @@ class Observations:
                 f"out of {len(self)}; choose another fraction, year or seed"
             )
         return train, test_obs
-
-
-_INTERVAL = r"\d/\d{4}"  # a GBIF eventDate interval, as parse_dates tells one
-_COUNTED = re.compile(r"(\d+) of (\d+) (.*)", re.S)
-
-
-def parse_event_dates(
-    values, *, offset: int = 0
-) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
-    """:func:`geoprior.validation.parse_dates`, with both ends of each GBIF interval checked.
-
-    An interval (``2010-05-01/2010-05-09``: the middle day) whose start or end cannot be
-    parsed or is impossible (``2021-02-30/2021-13-45``, ``2021-06-01/2999-01-01``) is an
-    unparsable or impossible date, named by the whole interval; one whose start or end gives
-    only a year (``2010/2012``) is a year-only date (undated, noted).
-
-    Example:
-        >>> dates, masks, messages = parse_event_dates(["2021-06-01/2999-01-01"])
-        >>> dates, list(masks)
-        (array(['NaT'], dtype='datetime64[D]'), ['impossible date'])
-    """
-    arr = np.asarray(values)
-    if np.issubdtype(arr.dtype, np.datetime64) or not arr.size:
-        return parse_dates(arr, offset=offset)
-    raw = arr.ravel().astype(object)
-    text = pd.Series(raw, dtype=object).astype(str)
-    interval = (text.str.contains(_INTERVAL, regex=True) & text.str.count("/").eq(1)).to_numpy()
-    if not interval.any():
-        return parse_dates(arr, offset=offset)
-    ends = text[interval].str.split("/", n=1, expand=True)
-    parsed = raw.copy()  # each row as parsed: the interval, or the end of it that fails
-    at = np.flatnonzero(interval)
-    for k in (1, 0):  # the start wins when both fail
-        end = ends[k].to_numpy(dtype=object)
-        got, masks, _ = parse_dates(end)
-        fails = np.isnat(got)  # unparsable, impossible or only a year
-        parsed[at[fails]] = end[fails]
-    dates, masks, messages = parse_dates(parsed, offset=offset)
-    for reason, mask in masks.items():
-        i = int(np.argmax(mask))
-        if parsed[i] is not raw[i]:
-            messages[reason] = (
-                messages[reason].removesuffix(f" = {show(parsed[i])}") + f" = {show(raw[i])}"
-            )
-    return dates, masks, messages
-
-
-def merge_reports(into: InvalidRows, other: InvalidRows) -> None:
-    """Add ``other`` to ``into`` (``into.merge(other)``), with notes that count rows of
-    their whole report ("6 of 10 dates give only a year ...") added up and counted out of
-    all the rows read, not kept once per spelling.
-
-    Example:
-        >>> a = InvalidRows(10, 10, notes=["6 of 10 dates give only a year"])
-        >>> merge_reports(a, InvalidRows(10, 10))
-        >>> merge_reports(a, InvalidRows(10, 10, notes=["6 of 10 dates give only a year"]))
-        >>> a.notes
-        ['12 of 30 dates give only a year']
-    """
-    notes: list[str] = []  # plain notes, and the rest of counted ones
-    counted: dict[str, int] = {}
-    for report in (into, other):
-        for note in report.notes:
-            match = _COUNTED.fullmatch(note)
-            if match and int(match[2]) == report.rows_read:
-                rest = match[3]
-                counted[rest] = counted.get(rest, 0) + int(match[1])
-            else:
-                rest = note
-            if rest not in notes:
-                notes.append(rest)
-    into.merge(replace(other, notes=[]))
-    into.notes = [f"{counted[n]} of {into.rows_read} {n}" if n in counted else n for n in notes]
 
 
 def day_of_year(dates: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ def prepare_query(lat, lon, date=None) -> tuple[np.ndarray, np.ndarray, np.ndarr
     if date is None:
         return lat, lon, np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
     d = np.atleast_1d(np.asarray(date, dtype=object if not _is_datetime(date) else None))
-    dates, masks, messages = parse_dates(d)
+    dates, masks, messages, _ = parse_dates(d)
     if masks:
         raise DateError("; ".join(messages[k] for k in masks))
     if dates.size == 1 and n != 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import warnings
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -23,7 +24,9 @@ from .errors import (
 )
 
 __all__ = [
+    "YEAR_ONLY",
     "InvalidRows",
+    "ParsedDates",
     "check_lat_lon",
     "coordinate_array",
     "coordinate_problems",
@@ -36,33 +39,132 @@ _MIN_YEAR = 1600
 
 @dataclass
 class InvalidRows:
-    """What a reader dropped, and why: ``{reason: count}`` plus rows read and kept."""
+    """What a reader read, kept, dropped and removed, and why.
+
+    Every row read is kept, dropped or removed: ``rows_read == rows_kept + n_dropped +
+    n_removed``. Counts are kept per reason, so the reports of chunks and files add up
+    (:meth:`merge`).
+
+    Attributes:
+        rows_read, rows_kept: rows as read, and rows kept.
+        dropped: invalid rows dropped under ``on_invalid="drop"``, ``{reason: rows}``.
+        removed: valid rows that the reader filters out by design (eBird rows of another
+            ``CATEGORY``), ``{reason: rows}``; never an error, whatever ``on_invalid``.
+        counted: kept rows worth a note, ``{what they are: rows}``, shown in :attr:`notes`
+            as ``"N of rows_read <what>"`` (e.g. dates that give only a year).
+        remarks: other notes, as text (species names that differ only by case ...).
+
+    Example:
+        >>> a = InvalidRows(10, 10, counted={"dates give only a year": 6})
+        >>> a.merge(InvalidRows(10, 9, removed={"CATEGORY 'spuh'": 1}))
+        >>> a.notes
+        ['6 of 20 dates give only a year', "removed 1 of 20 rows filtered out by design (not errors): 1 with CATEGORY 'spuh'"]
+    """
 
     rows_read: int = 0
     rows_kept: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    removed: dict[str, int] = field(default_factory=dict)
+    counted: dict[str, int] = field(default_factory=dict)
+    remarks: list[str] = field(default_factory=list)
 
     @property
     def n_dropped(self) -> int:
         return int(sum(self.dropped.values()))
 
+    @property
+    def n_removed(self) -> int:
+        return int(sum(self.removed.values()))
+
+    @property
+    def notes(self) -> list[str]:
+        """Everything noted, as text: the counted rows, the removed rows, the remarks."""
+        notes = [f"{count} of {self.rows_read} {what}" for what, count in self.counted.items()]
+        if self.removed:
+            notes.append(
+                f"removed {self.n_removed} of {self.rows_read} rows filtered out by design "
+                f"(not errors): {_per_reason(self.removed, ', ', 'with ')}"
+            )
+        return notes + list(self.remarks)
+
     def add(self, reason: str, count: int) -> None:
-        if count:
-            self.dropped[reason] = self.dropped.get(reason, 0) + int(count)
+        """Count ``count`` rows dropped as invalid for ``reason``."""
+        _add(self.dropped, reason, count)
+
+    def remove(self, reason: str, count: int) -> None:
+        """Count ``count`` valid rows removed by design for ``reason`` (not kept)."""
+        _add(self.removed, reason, count)
+
+    def count(self, what: str, count: int) -> None:
+        """Count ``count`` rows that are ``what`` (a note, e.g. "dates give only a year")."""
+        _add(self.counted, what, count)
+
+    def note(self, text: str) -> None:
+        """Add a remark (once)."""
+        if text not in self.remarks:
+            self.remarks.append(text)
 
     def merge(self, other: InvalidRows) -> None:
+        """Add ``other``'s rows and counts to these."""
         self.rows_read += other.rows_read
         self.rows_kept += other.rows_kept
-        for k, v in other.dropped.items():
-            self.add(k, v)
-        self.notes.extend(n for n in other.notes if n not in self.notes)
+        for mine, theirs in (
+            (self.dropped, other.dropped),
+            (self.removed, other.removed),
+            (self.counted, other.counted),
+        ):
+            for reason, count in theirs.items():
+                _add(mine, reason, count)
+        for text in other.remarks:
+            self.note(text)
+
+    def copy(self) -> InvalidRows:
+        return InvalidRows.from_dict(self.as_dict())
+
+    def as_dict(self) -> dict:
+        """The report as JSON-ready values (with the :attr:`notes` as text, for people)."""
+        return {
+            "rows_read": int(self.rows_read),
+            "rows_kept": int(self.rows_kept),
+            "dropped": dict(self.dropped),
+            "removed": dict(self.removed),
+            "counted": dict(self.counted),
+            "remarks": list(self.remarks),
+            "notes": self.notes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> InvalidRows:
+        """Read :meth:`as_dict` back; a report saved before ``counted`` and ``remarks``
+        existed keeps its ``notes`` as remarks."""
+        remarks = data["remarks"] if "remarks" in data else data.get("notes", [])
+        return cls(
+            rows_read=int(data.get("rows_read", 0)),
+            rows_kept=int(data.get("rows_kept", 0)),
+            dropped=dict(data.get("dropped", {})),
+            removed=dict(data.get("removed", {})),
+            counted=dict(data.get("counted", {})),
+            remarks=list(remarks),
+        )
 
     def summary(self) -> str:
-        if not self.dropped:
+        if not self.dropped and not self.removed:
             return f"read {self.rows_read} rows, kept all"
-        reasons = "; ".join(f"{v} {k}" for k, v in sorted(self.dropped.items()))
-        return f"read {self.rows_read} rows, kept {self.rows_kept}, dropped {self.n_dropped}: {reasons}"
+        out = f"read {self.rows_read} rows, kept {self.rows_kept}"
+        if self.dropped:
+            out += f", dropped {self.n_dropped}: {_per_reason(self.dropped, '; ')}"
+        if self.removed:
+            out += f", removed {self.n_removed} by design: {_per_reason(self.removed, '; ')}"
+        return out
+
+
+def _add(counts: dict[str, int], reason: str, count: int) -> None:
+    if count:
+        counts[reason] = counts.get(reason, 0) + int(count)
+
+
+def _per_reason(counts: dict[str, int], sep: str, prefix: str = "") -> str:
+    return sep.join(f"{v} {prefix}{k}" for k, v in sorted(counts.items()))
 
 
 def check_on_invalid(on_invalid: str) -> None:
@@ -192,25 +294,53 @@ def check_lat_lon(lat, lon, *, lon_360: bool = False) -> tuple[np.ndarray, np.nd
 
 
 _ISO = r"^\s*(\d{1,5})(?:[-/](\d{1,2})(?:[-/](\d{1,2}))?)?(?:[T ].*)?\s*$"
+_INTERVAL = r"\d/\d{4}"  # a GBIF eventDate interval: "2010-05-01/2010-05-09"
+#: What :func:`parse_dates` counts (not a problem: such dates are kept as undated).
+YEAR_ONLY = "dates give only a year; they are kept as undated"
 
 
-def parse_dates(
-    values, *, offset: int = 0
-) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, str]]:
+class ParsedDates(NamedTuple):
+    """What :func:`parse_dates` returns.
+
+    Attributes:
+        dates: ``datetime64[D]``, ``NaT`` where missing, invalid or only a year.
+        masks: ``{reason: mask}`` of invalid dates (``"unparsable date"``,
+            ``"impossible date"``), like :func:`coordinate_problems`.
+        messages: ``{reason: message}`` for each mask, in the standard form.
+        counted: ``{what: rows}`` of valid dates worth a note (:data:`YEAR_ONLY`), for
+            :meth:`InvalidRows.count`.
+    """
+
+    dates: np.ndarray
+    masks: dict[str, np.ndarray]
+    messages: dict[str, str]
+    counted: dict[str, int]
+
+
+def parse_dates(values, *, offset: int = 0) -> ParsedDates:
     """Parse dates to ``datetime64[D]`` with ``NaT`` where the date is missing.
 
     Accepts datetime-like arrays, ISO strings (``2021-06-14``, ``2021-06-14T09:23:00Z``,
     ``2021-06-14 09:23``, ``2021/06/14``), GBIF intervals (``2010-05-01/2010-05-09``: the
-    middle day), month precision (``2021-06`` → the 15th) and year precision (``2021`` →
-    undated, noted). Returns ``(dates, masks, messages)`` where masks flag unparsable and
-    impossible dates, like :func:`coordinate_problems`.
+    middle day), month precision (``2021-06`` -> the 15th) and year precision (``2021`` ->
+    undated, counted). An interval is as good as its worse end: one whose start or end is
+    unparsable or impossible (``2021-02-30/2021-13-45``, ``2021-06-01/2999-01-01``) is an
+    unparsable or impossible date (the start's problem first), named by the whole
+    interval; one whose start or end gives only a year (``2010/2012``) is undated, counted.
+    ``offset`` is added to row numbers in messages.
+
+    Example:
+        >>> dates, masks, messages, counted = parse_dates(["2021-06-14", "2021-06-01/2999-01-01"])
+        >>> dates, list(masks)
+        (array(['2021-06-14',        'NaT'], dtype='datetime64[D]'), ['impossible date'])
     """
     arr = np.asarray(values)
     n = arr.size
     masks: dict[str, np.ndarray] = {}
     messages: dict[str, str] = {}
+    counted: dict[str, int] = {}
     if np.issubdtype(arr.dtype, np.datetime64):
-        return arr.astype("datetime64[D]").ravel(), masks, messages
+        return ParsedDates(arr.astype("datetime64[D]").ravel(), masks, messages, counted)
     s = pd.Series(arr.ravel(), dtype=object)
     if len(s) and s.map(lambda v: isinstance(v, (_dt.date, pd.Timestamp))).any():
         s = s.map(lambda v: v.isoformat() if isinstance(v, (_dt.date, pd.Timestamp)) else v)
@@ -219,20 +349,51 @@ def parse_dates(
         | s.astype(str).str.strip().isin(["", "NA", "NaN", "nan", "NaT", "None"]).to_numpy()
     )
     text = s.where(~missing, "").astype(str)
-    interval = text.str.contains(r"\d/\d{4}", regex=True) & text.str.count("/").eq(1)
-    out = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
-    if interval.any():  # GBIF eventDate interval: take the middle day
-        parts = text[interval].str.split("/", n=1, expand=True)
-        a, _, _ = parse_dates(parts[0].to_numpy(), offset=offset)
-        b, _, _ = parse_dates(parts[1].to_numpy(), offset=offset)
-        mid = a + (b - a) // 2
-        out[interval.to_numpy()] = mid
-        text = text.where(~interval, "__interval__")
+    interval = (
+        text.str.contains(_INTERVAL, regex=True) & text.str.count("/").eq(1)
+    ).to_numpy() & ~missing
+    out, flags = _parse_text(text.where(~interval, ""), ~missing & ~interval)
+    if interval.any():
+        at = np.flatnonzero(interval)
+        ends = text[interval].str.split("/", n=1, expand=True)
+        start, a = _parse_text(ends[0], np.ones(at.size, bool))
+        end, b = _parse_text(ends[1], np.ones(at.size, bool))
+        out[at] = start + (end - start) // 2  # NaT when either end is
+        a_bad = a["unparsable date"] | a["impossible date"]
+        b_bad = b["unparsable date"] | b["impossible date"]
+        for reason in ("unparsable date", "impossible date"):
+            flags[reason][at] = a[reason] | (b[reason] & ~a_bad)
+        flags[YEAR_ONLY][at] = (a[YEAR_ONLY] | b[YEAR_ONLY]) & ~a_bad & ~b_bad
+    raw = arr.ravel()
+    this_year = _dt.date.today().year
+    expected = {
+        "unparsable date": "could not be parsed (expected YYYY-MM-DD or ISO 8601)",
+        "impossible date": (
+            f"are impossible (year outside {_MIN_YEAR}..{this_year + 1}, month or day out "
+            f"of range)"
+        ),
+    }
+    for reason, what in expected.items():
+        bad = flags[reason]
+        if bad.any():
+            masks[reason] = bad
+            i = int(np.flatnonzero(bad)[0])
+            messages[reason] = (
+                f"{int(bad.sum())} of {n} dates {what}; first: row {i + offset} = {show(raw[i])}"
+            )
+    if flags[YEAR_ONLY].any():
+        counted[YEAR_ONLY] = int(flags[YEAR_ONLY].sum())
+    return ParsedDates(out, masks, messages, counted)
+
+
+def _parse_text(text: pd.Series, todo: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Dates of the ``todo`` rows of ``text`` (no intervals), ``NaT`` elsewhere, and masks of
+    the rows that are an ``"unparsable date"``, an ``"impossible date"`` or :data:`YEAR_ONLY`."""
+    n = len(text)
     m = text.str.extract(_ISO)
     y = pd.to_numeric(m[0], errors="coerce").to_numpy()
     mo = pd.to_numeric(m[1], errors="coerce").to_numpy()
     d = pd.to_numeric(m[2], errors="coerce").to_numpy()
-    todo = ~missing & ~interval.to_numpy()
     unparsable = todo & np.isnan(y)
     year_only = todo & ~np.isnan(y) & np.isnan(mo)
     month_only = todo & ~np.isnan(mo) & np.isnan(d)
@@ -254,28 +415,14 @@ def parse_dates(
         days_in_month = (next_month - month_start).astype(int)
         bad_day = ok & ((d < 1) | (d > days_in_month))
     good = ok & ~bad_day
+    out = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
     out[good] = month_start[good] + (d[good].astype(int) - 1)
-    raw = arr.ravel()
-
-    def note(reason: str, bad: np.ndarray, expected: str):
-        if bad.any():
-            masks[reason] = bad
-            i = int(np.flatnonzero(bad)[0])
-            messages[reason] = (
-                f"{int(bad.sum())} of {n} dates {expected}; first: row {i + offset} = {show(raw[i])}"
-            )
-
-    note("unparsable date", unparsable, "could not be parsed (expected YYYY-MM-DD or ISO 8601)")
-    note(
-        "impossible date",
-        bad_year | bad_month | bad_day,
-        f"are impossible (year outside {_MIN_YEAR}..{this_year + 1}, month or day out of range)",
-    )
-    if year_only.any():
-        messages["year-only date"] = (
-            f"{int(year_only.sum())} of {n} dates give only a year; they are kept as undated"
-        )
-    return out, masks, messages
+    flags = {
+        "unparsable date": unparsable,
+        "impossible date": bad_year | bad_month | bad_day,
+        YEAR_ONLY: year_only,
+    }
+    return out, flags
 
 
 def check_species_names(
@@ -308,11 +455,8 @@ def resolve(
     """Apply ``on_invalid`` to collected problems: raise the first, or return a keep-mask.
 
     ``errors`` maps each reason to the error class to raise. Returns ``None`` when nothing
-    is invalid. Notes that are not problems (no mask) are added to the report.
+    is invalid.
     """
-    for reason, msg in messages.items():
-        if reason not in masks and msg not in report.notes:
-            report.notes.append(msg)
     if not masks:
         return None
     if on_invalid == "raise":

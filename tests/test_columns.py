@@ -393,6 +393,10 @@ def test_ebird_categories_as_read_ebird(tmp_path):
     every = read_ebird(src, categories=None)
     store = convert_to_columns(src, tmp_path / "all", categories=None)
     assert store_rows(store) == obs_rows(every)
+    species_only = convert_to_columns([src, src], tmp_path / "species")  # counts add up
+    report = species_only.report
+    assert report.removed == {"CATEGORY 'issf'": 2, "CATEGORY 'spuh'": 2, "CATEGORY 'slash'": 2}
+    assert report.rows_read == report.rows_kept + report.n_dropped + report.n_removed == 14
     frame_ = pd.read_csv(src, sep="\t", dtype=str).drop(columns=["CATEGORY"])
     frame_.to_csv(tmp_path / "nocat.txt", sep="\t", index=False)
     with pytest.raises(ConfigError, match="categories=None"):

@@ -283,10 +283,18 @@ def test_ebird_basic_dataset_keeps_species_category():
     ]
     assert obs.species == ("Cyanocitta cristata", "Cyanocorax yncas", "Perisoreus canadensis")
     assert obs.site.tolist() == ["S8726496", "S11593649", "S62000002", "S79000004"]
-    assert obs.report.notes == [
-        "removed 3 rows whose CATEGORY is not in ('species',) ('issf': 1, 'spuh': 1, 'slash': 1)"
+    removed = {"CATEGORY 'issf'": 1, "CATEGORY 'spuh'": 1, "CATEGORY 'slash'": 1}
+    report = obs.report
+    assert report.removed == removed and report.dropped == {}
+    assert (report.rows_read, report.rows_kept, report.n_removed) == (7, 4, 3)
+    assert report.notes == [
+        "removed 3 of 7 rows filtered out by design (not errors): 1 with CATEGORY 'issf', "
+        "1 with CATEGORY 'slash', 1 with CATEGORY 'spuh'"
     ]
-    assert (obs.report.rows_read, obs.report.rows_kept) == (7, 4)
+    assert report.summary() == (
+        "read 7 rows, kept 4, removed 3 by design: "
+        "1 CATEGORY 'issf'; 1 CATEGORY 'slash'; 1 CATEGORY 'spuh'"
+    )
 
 
 def test_ebird_categories_keyword():
@@ -478,10 +486,10 @@ def test_ebird_rows_numbered_in_the_file_despite_the_category_filter(tmp_path):
     with pytest.warns(UserWarning, match="dropped 1"):
         obs = read_observations(path, on_invalid="drop", chunksize=2)
     assert len(obs) == 3 and "Cyanocorax yncas" not in obs.species
-    assert obs.report.dropped == {"longitude out of range": 1}
-    assert obs.report.notes == [
-        "removed 3 rows whose CATEGORY is not in ('species',) ('issf': 1, 'spuh': 1, 'slash': 1)"
-    ]
+    report = obs.report
+    assert report.dropped == {"longitude out of range": 1}
+    assert report.removed == {"CATEGORY 'issf'": 1, "CATEGORY 'spuh'": 1, "CATEGORY 'slash'": 1}
+    assert report.rows_read == report.rows_kept + report.n_dropped + report.n_removed == 7
 
 
 # ---------------------------------------------------------------------------- chunking

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from geoprior.errors import CoordinateError, DateError
 from geoprior.io import read_observations
-from geoprior.validation import check_lat_lon, coordinate_problems, parse_dates
+from geoprior.validation import InvalidRows, check_lat_lon, coordinate_problems, parse_dates
 
 lats = st.floats(-90, 90, allow_nan=False)
 lons = st.floats(-180, 180, allow_nan=False)
@@ -58,7 +58,7 @@ def test_lon_360_shifts_into_range_and_keeps_the_place(lon):
 @given(st.lists(valid_dates, min_size=1, max_size=20))
 def test_valid_iso_dates_round_trip(days):
     text = [d.isoformat() for d in days]
-    out, masks, _ = parse_dates(text)
+    out, masks, _, _ = parse_dates(text)
     assert not masks
     np.testing.assert_array_equal(out, np.array(text, dtype="datetime64[D]"))
     df = pd.DataFrame({"lat": 1.0, "lon": 2.0, "species": "Aa bb", "date": text})
@@ -76,8 +76,52 @@ def test_a_day_past_the_end_of_its_month_raises(year, month, data):
     )
     with pytest.raises(DateError, match=f"1 of 2 dates are impossible.*row 1 = '{bad}'"):
         read_observations(df)
-    _, masks, _ = parse_dates([bad])
+    _, masks, _, _ = parse_dates([bad])
     assert masks["impossible date"].tolist() == [True]
+
+
+def test_an_interval_keeps_the_problems_of_both_ends():
+    values = [
+        "2021-06-14",
+        "2021-02-30/2021-13-45",  # both ends impossible
+        "2021-06-01/2999-01-01",  # a far-future end
+        "2021-06-01/2021-06-xx",  # an end that does not parse
+        "2010/2999-01-01",  # a year-only start, an impossible end: impossible
+        "2010/2012",  # only years: undated, counted
+        "2010-05-01/2010-05-09",
+    ]
+    result = parse_dates(values, offset=10)
+    dates, masks, messages = result[0], result[1], result[2]
+    assert masks["impossible date"].tolist() == [0, 1, 1, 0, 1, 0, 0]
+    assert masks["unparsable date"].tolist() == [0, 0, 0, 1, 0, 0, 0]
+    assert messages["impossible date"].startswith("3 of 7 dates are impossible")
+    assert messages["impossible date"].endswith("first: row 11 = '2021-02-30/2021-13-45'")
+    assert messages["unparsable date"].endswith("first: row 13 = '2021-06-01/2021-06-xx'")
+    assert result[3] == {"dates give only a year; they are kept as undated": 1}
+    expected = ["2021-06-14", "NaT", "NaT", "NaT", "NaT", "NaT", "2010-05-05"]
+    np.testing.assert_array_equal(dates, np.array(expected, dtype="datetime64[D]"))
+
+
+def test_merged_reports_add_up_their_counts():
+    what = "dates give only a year; they are kept as undated"
+    total = InvalidRows()
+    for kept, removed in ((10, 0), (9, 1), (10, 0)):
+        chunk = InvalidRows(rows_read=10, rows_kept=kept)
+        chunk.count(what, 6)  # the same note text in every chunk
+        chunk.remove("CATEGORY 'spuh'", removed)
+        chunk.note("a remark")
+        total.merge(chunk)
+    assert total.counted == {what: 18} and total.removed == {"CATEGORY 'spuh'": 1}
+    assert total.notes == [
+        f"18 of 30 {what}",
+        "removed 1 of 30 rows filtered out by design (not errors): 1 with CATEGORY 'spuh'",
+        "a remark",
+    ]
+    assert total.rows_read == total.rows_kept + total.n_dropped + total.n_removed
+    assert "removed 1 by design: 1 CATEGORY 'spuh'" in total.summary()
+    assert InvalidRows.from_dict(total.as_dict()) == total
+    old = {"rows_read": 3, "rows_kept": 3, "dropped": {}, "notes": ["from an old manifest"]}
+    assert InvalidRows.from_dict(old).notes == ["from an old manifest"]
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,10 @@
 
 Columns used: ``LATITUDE, LONGITUDE, OBSERVATION DATE, SCIENTIFIC NAME, CATEGORY,
 SAMPLING EVENT IDENTIFIER``. The site id is the checklist (``SAMPLING EVENT IDENTIFIER``).
-Only rows whose ``CATEGORY`` is in ``categories`` (default: ``"species"``) are kept;
-``report.notes`` says how many rows of each other category (``issf``, ``spuh``, ``slash``,
-``hybrid``, ``domestic`` ...) were removed.
+Only rows whose ``CATEGORY`` is in ``categories`` (default: ``"species"``) are kept; the
+others (``issf``, ``spuh``, ``slash``, ``hybrid``, ``domestic`` ...) are removed by design:
+never an error, counted per category in ``report.removed`` (reason ``"CATEGORY 'spuh'"``),
+so rows read = kept + dropped + removed, and shown in ``report.notes`` and the summary.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def read_ebird(
 
     Args:
         categories: the ``CATEGORY`` values to keep (``None``: keep every row). Rows are
-            validated first, then filtered; the count removed per category is in
-            ``report.notes``.
+            validated first, then filtered; the rows removed are counted per category in
+            ``report.removed`` (not an error, whatever ``on_invalid``).
         merge_case: merge species whose names differ only by case (see
             :func:`geoprior.io.read_table`).
         column_mapping: ``lat=, lon=, species=, date=, site=, covariates=`` override the
@@ -53,8 +54,8 @@ def read_ebird(
 
     Example:
         >>> obs = read_ebird("ebd_US-NH_202101_202112_relJan-2022.txt")  # doctest: +SKIP
-        >>> obs.report.notes  # doctest: +SKIP
-        ["removed 12 rows whose CATEGORY is not in ('species',) ('spuh': 9, 'slash': 3)"]
+        >>> obs.report.removed  # doctest: +SKIP
+        {"CATEGORY 'slash'": 3, "CATEGORY 'spuh'": 9}
     """
     plan = ebird_plan(
         source, encoding=encoding, chunksize=chunksize, categories=categories, **column_mapping

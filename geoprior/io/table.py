@@ -25,7 +25,6 @@ import sys
 import warnings
 import zipfile
 import zlib
-from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -43,8 +42,8 @@ from ..errors import (
     suggest,
 )
 from ..names import case_variants
-from ..observations import Observations, merge_reports, parse_event_dates
-from ..validation import InvalidRows, check_on_invalid, warn_dropped
+from ..observations import Observations
+from ..validation import InvalidRows, check_on_invalid, parse_dates, warn_dropped
 
 __all__ = [
     "Chunk",
@@ -671,8 +670,8 @@ def _dates(series: pd.Series) -> np.ndarray:
     codes, uniques = pd.factorize(series)
     if len(uniques) > len(series) // _DISTINCT_PER_DATE:
         return series.to_numpy()
-    parsed, masks, messages = parse_event_dates(np.asarray(uniques, dtype=object))
-    if masks or messages:
+    parsed, masks, _, counted = parse_dates(np.asarray(uniques, dtype=object))
+    if masks or counted:
         return series.to_numpy()
     out = np.full(len(series), np.datetime64("NaT"), dtype="datetime64[D]")
     known = codes >= 0  # -1: a missing value, which factorize leaves out of uniques
@@ -696,7 +695,8 @@ class ReadPlan:
             ``cols`` columns (e.g. filling empty species from another column); ``None``: none.
         extra: columns read besides ``cols``, for ``prepare``.
         select: ``(column, allowed values)``: after validation, rows whose ``column`` is not
-            allowed are removed; the report's notes say how many, per value.
+            allowed are removed by design (never an error), counted in the report's
+            ``removed`` per value (reason ``"CATEGORY 'spuh'"``).
 
     Example:
         >>> import pandas as pd
@@ -717,7 +717,8 @@ class Chunk:
     """One chunk of a table, validated.
 
     Attributes:
-        obs: its valid rows (those ``select`` allows), with their own ``report``.
+        obs: its valid rows (those ``select`` allows), with their own ``report``: rows read
+            = kept + dropped + removed.
         offset: the file row number of its first row.
         rows: how many rows it had as read.
     """
@@ -733,8 +734,8 @@ class ObservationChunks:
     Iterating reads the table once and yields a :class:`Chunk` per chunk of the source, each
     validated by :meth:`Observations.from_arrays` with file row numbers: messages name the
     source, and ``rows 1000..1999`` too unless the source is one chunk. ``report`` adds up
-    the chunks' reports as they come; after the last chunk it also notes the rows ``select``
-    removed, per value. Warning once about the dropped rows is the caller's
+    the chunks' reports as they come (with the rows ``select`` removed, per value, in
+    ``removed``). Warning once about the dropped rows is the caller's
     (:func:`geoprior.validation.warn_dropped`).
 
     Raises:
@@ -765,7 +766,6 @@ class ObservationChunks:
         marked = [PROBLEM] if PROBLEM in table.columns else []
         usecols = list(dict.fromkeys([*cols.needed(), *self.plan.extra, *selected, *marked]))
         strings = {cols.species, cols.date, cols.site, *self.plan.extra, *selected}
-        removed: Counter[str] = Counter()
         offset = 0
         for chunk in table.chunks(usecols, strings):
             n = len(chunk)
@@ -773,19 +773,10 @@ class ObservationChunks:
                 chunk = self.plan.prepare(chunk)
             alone = table.chunksize is None or (offset == 0 and n < table.chunksize)
             where = table.where if alone else f"{table.where}, rows {offset}..{offset + n - 1}"
-            obs = _validate_chunk(
-                chunk, cols, where, offset, self.on_invalid, self.lon_360, select, removed
-            )
-            merge_reports(self.report, obs.report)
+            obs = _validate_chunk(chunk, cols, where, offset, self.on_invalid, self.lon_360, select)
+            self.report.merge(obs.report)
             yield Chunk(obs=obs, offset=offset, rows=n)
             offset += n
-        if removed:
-            column, allowed = select
-            counts = ", ".join(f"{v!r}: {c}" for v, c in removed.most_common())
-            self.report.notes.append(
-                f"removed {sum(removed.values())} rows whose {column} is not in "
-                f"{tuple(allowed)!r} ({counts})"
-            )
 
 
 def observations_from_table(
@@ -844,7 +835,7 @@ def check_case(obs: Observations, where: str, merge_case: bool = False) -> Obser
             f"pass merge_case=True to merge each into its commonest spelling"
         )
         warnings.warn(f"{where}: {note}", UserWarning, stacklevel=3)
-    obs.report.notes.append(note)
+    obs.report.note(note)
     return obs
 
 
@@ -856,7 +847,6 @@ def _validate_chunk(
     on_invalid: str,
     lon_360: bool,
     select: tuple[str, Collection[str]] | None,
-    removed: Counter,
 ) -> Observations:
     n = len(chunk)
     problems = _problems(chunk, offset) if PROBLEM in chunk.columns else None
@@ -894,9 +884,11 @@ def _validate_chunk(
     values = _strings(chunk[select[0]])[kept]
     allowed = np.isin(values.astype(str), np.asarray(list(select[1]), dtype=str))
     allowed &= pd.notna(values)
-    removed.update(str(v) for v in values[~allowed])
     present = np.unique(obs.species_index[allowed])
     out = replace(obs[allowed], site=None if site is None else site[kept][allowed])
+    for value, count in pd.Series(values[~allowed], dtype=object).value_counts(dropna=False).items():
+        shown = "empty" if pd.isna(value) else repr(str(value))
+        out.report.remove(f"{select[0]} {shown}", count)
     out.report.rows_kept -= int((~allowed).sum())
     return out.with_vocabulary([obs.species[i] for i in present])
 
