@@ -119,9 +119,18 @@ def test_inat_json_images_without_annotation_or_location_are_invalid():
     assert obs.report.dropped == {"missing latitude": 1, "empty species name": 1}
     np.testing.assert_array_equal(obs.lat, [10.0, 12.0])
     assert obs.species_names.tolist() == ["Parus major", "Pica pica"]
-    bad = [{"id": 1, "image_id": 1, "category_id": 99}]
-    with pytest.raises(FormatError, match="1 of 1 annotations name a category_id"):
+    bad = [{"id": 1, "image_id": 1, "category_id": 99}, *anns[1:]]
+    with pytest.raises(
+        FormatError, match="annotations of a category_id not in categories; first: row 0: "
+        "annotation 0 names category_id 99"
+    ):
         read_inat_json(_inat_meta(images, bad), locations=locs)
+    with pytest.warns(UserWarning, match="1 unknown category"):
+        obs = read_inat_json(_inat_meta(images, bad), locations=locs, on_invalid="drop")
+    report = obs.report
+    assert report.dropped == {"unknown category": 1, "missing latitude": 1, "empty species name": 1}
+    assert report.rows_read == report.rows_kept + report.n_dropped == 4
+    assert obs.species_names.tolist() == ["Pica pica"]
 
 
 def test_inat_csv_export():

@@ -40,6 +40,7 @@ from .table import (
 __all__ = ["inat_csv_plan", "read_inat_csv", "read_inat_json"]
 
 _COCO_KEYS = ("images", "annotations", "categories")
+_ANN_PROBLEM = "\x00annotation problem"
 
 
 def read_inat_csv(
@@ -152,8 +153,9 @@ def read_inat_json(
 
     Images without an annotation have no species, and images without a location no
     coordinates: both are invalid rows (``on_invalid`` applies). So are an annotation of an
-    image id that no image has, and the second and later records of an image id (whose
-    annotations apply to the first only).
+    image id that no image has, an annotation of a ``category_id`` that no category has
+    (reason ``"unknown category"``), and the second and later records of an image id
+    (whose annotations apply to the first only).
 
     Example:
         >>> obs = read_inat_json("train2018.json",
@@ -178,15 +180,8 @@ def read_inat_json(
         raise FormatError(f"{where}: image records have no 'id'")
     names = _species_names(meta["categories"], where)
     ann = pd.DataFrame(meta["annotations"], columns=["image_id", "category_id"])
-    unknown = ~ann["category_id"].isin(list(names))
-    if unknown.any():
-        i = int(np.flatnonzero(unknown.to_numpy())[0])
-        raise FormatError(
-            f"{where}: {int(unknown.sum())} of {len(ann)} annotations name a category_id "
-            f"not in categories; first: annotation {i} = {ann['category_id'].iloc[i]!r}"
-        )
     ann["species"] = ann["category_id"].map(names)
-    rows = _image_rows(images, ann)
+    rows = _image_rows(images, ann, names)
     if "latitude" in images.columns or "longitude" in images.columns:
         lat, lon, date = "latitude", "longitude", "date"
     elif locations is None:
@@ -222,9 +217,19 @@ def read_inat_json(
     )
 
 
-def _image_rows(images: pd.DataFrame, ann: pd.DataFrame) -> pd.DataFrame:
+def _image_rows(images: pd.DataFrame, ann: pd.DataFrame, names: dict) -> pd.DataFrame:
     """One row per image and annotation, in image order; then the annotations of image ids
-    no image has. Those, and repeated image records, are marked in :data:`PROBLEM`."""
+    no image has. Those, repeated image records and annotations of a category_id that is not
+    in ``names`` are marked in :data:`PROBLEM`."""
+    marks = np.full(len(ann), None, dtype=object)
+    category = ann["category_id"].tolist()
+    for i in np.flatnonzero(~ann["category_id"].isin(list(names)).to_numpy()):
+        marks[i] = (
+            "unknown category",
+            "are annotations of a category_id not in categories",
+            f"annotation {i} names category_id {category[i]!r}",
+        )
+    ann = ann.assign(**{_ANN_PROBLEM: marks})
     images = images.assign(**{PROBLEM: None})
     again = images["id"].duplicated().to_numpy()
     if again.any():
@@ -244,8 +249,13 @@ def _image_rows(images: pd.DataFrame, ann: pd.DataFrame) -> pd.DataFrame:
     order = "\x00record"
     images[order] = np.arange(len(images))
     rows = images[~again].merge(
-        ann[["image_id", "species"]], how="left", left_on="id", right_on="image_id", sort=False
+        ann[["image_id", "species", _ANN_PROBLEM]],
+        how="left",
+        left_on="id",
+        right_on="image_id",
+        sort=False,
     )
+    rows[PROBLEM] = rows[PROBLEM].where(rows[PROBLEM].notna(), rows.pop(_ANN_PROBLEM))
     orphan = ~ann["image_id"].isin(images["id"]).to_numpy()
     orphans = pd.DataFrame(
         {
