@@ -19,7 +19,14 @@ import pandas as pd
 
 from .errors import EmptyDataError, FormatError, MissingFileError, suggest
 from .fusion import check_logits
-from .io.table import binary_opener, check_path, encoding_error, find_column, open_table
+from .io.table import (
+    binary_opener,
+    check_encoding,
+    check_path,
+    encoding_error,
+    find_column,
+    open_table,
+)
 
 __all__ = ["LOGIT_SUFFIXES", "read_logits", "read_classes", "read_points"]
 
@@ -53,6 +60,7 @@ def read_logits(
         FileEncodingError: a CSV that is not valid ``encoding`` text, naming the first bad
             byte.
         MissingFileError: no such file.
+        ConfigError: an ``encoding`` Python does not know.
 
     Example:
         >>> logits, classes = read_logits("val_logits.csv")  # doctest: +SKIP
@@ -67,6 +75,8 @@ def read_logits(
         )
     if not path.is_file():
         raise MissingFileError(f"{path}: no such file")
+    if encoding is not None:
+        check_encoding(encoding, str(path))
     if suffix == ".npy":
         logits, classes = _load_npy(path), None
     elif suffix == ".npz":
@@ -98,12 +108,14 @@ def read_classes(path: str | os.PathLike, *, encoding: str | None = None) -> tup
         MissingFileError: no such file.
         FileEncodingError: not valid ``encoding`` text, naming the first bad byte.
         EmptyDataError: no names.
+        ConfigError: an ``encoding`` Python does not know.
 
     Example:
         >>> classes = read_classes("classes.txt")  # doctest: +SKIP
     """
     path = check_path(path)
     encoding = encoding or "utf-8-sig"
+    check_encoding(encoding, str(path))
     try:
         text = path.read_bytes().decode(encoding)
     except UnicodeDecodeError:
@@ -136,15 +148,12 @@ def read_points(
         EmptyDataError: an empty file.
         FileEncodingError: not valid ``encoding`` text, naming the first bad byte.
         FormatError: no latitude or longitude column, or malformed text.
+        ConfigError: an ``encoding`` Python does not know.
 
     Example:
         >>> lat, lon, date = read_points("points.csv")  # doctest: +SKIP
     """
     table = open_table(path, encoding=encoding)
-    if not any(table.columns):
-        raise EmptyDataError(
-            f"{table.where} is empty; expected a header line with latitude and longitude"
-        )
     lat = find_column(table.columns, "latitude", "lat", "decimalLatitude")
     lon = find_column(table.columns, "longitude", "lon", "lng", "decimalLongitude")
     if lat is None or lon is None:

@@ -39,6 +39,7 @@ from geoprior.io import (
     read_observations,
     read_table,
 )
+from geoprior.io.table import open_table
 
 FIXTURES = Path(__file__).parent / "fixtures" / "io"
 
@@ -499,6 +500,16 @@ def test_ebird_rows_numbered_in_the_file_despite_the_category_filter(tmp_path):
     assert report.dropped == {"longitude out of range": 1}
     assert report.removed == {"CATEGORY 'issf'": 1, "CATEGORY 'spuh'": 1, "CATEGORY 'slash'": 1}
     assert report.rows_read == report.rows_kept + report.n_dropped + report.n_removed == 7
+
+
+@pytest.mark.parametrize(("name", "data"), [("e.csv", b""), ("e.csv", b"\n\n"), ("e.parquet", b"")])
+def test_open_table_refuses_an_empty_file_naming_it(tmp_path, name, data):
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(EmptyDataError, match=f"{name} is empty"):
+        open_table(path)
+    with pytest.raises(EmptyDataError, match=f"{name} is empty"):
+        read_observations(path)
 
 
 # ---------------------------------------------------------------------------- chunking

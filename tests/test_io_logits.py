@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from geoprior.errors import (
+    ConfigError,
     EmptyDataError,
     FileEncodingError,
     FormatError,
     MissingFileError,
     NonFiniteError,
 )
-from geoprior.io_logits import read_logits
+from geoprior.io_logits import read_classes, read_logits, read_points
 
 LOGITS = np.array([[1.5, -0.25, 3.0], [0.0, 2.0, -1.0]])
 CLASSES = ("Sturnella magna", "Sturnella neglecta", "Turdus migratorius")
@@ -96,3 +97,19 @@ def test_bad_files(tmp_path):
     np.save(tmp_path / "nan.npy", bad)
     with pytest.raises(NonFiniteError, match="1 of 2 rows.*row 1, column 2"):
         read_logits(tmp_path / "nan.npy")
+
+
+@pytest.mark.parametrize("read", [read_logits, read_classes, read_points])
+def test_an_unknown_encoding_is_a_config_error_naming_the_file(tmp_path, read):
+    path = tmp_path / "in.csv"
+    path.write_text("latitude,longitude\n1.0,2.0\n")
+    with pytest.raises(ConfigError, match=r"in\.csv: encoding= 'bogus' is not a text encoding"):
+        read(path, encoding="bogus")
+
+
+@pytest.mark.parametrize("text", ["", "\n\n"])
+def test_an_empty_points_file_is_empty_data(tmp_path, text):
+    path = tmp_path / "points.csv"
+    path.write_text(text)
+    with pytest.raises(EmptyDataError, match=r"points\.csv is empty"):
+        read_points(path)

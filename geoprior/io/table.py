@@ -422,6 +422,8 @@ def csv_table(
     header = None
     if header_lines > 0:
         header = first_line(where, open_binary, encoding)
+        if not header.strip():
+            raise EmptyDataError(f"{where} is empty: no header line (expected column names)")
         sep = sep or sniff_sep(header, suffix)
     sep = sep or ","
     if quoting is None:
@@ -432,8 +434,6 @@ def csv_table(
 
     if names is None:
         names = fields(header)
-        if names == [""]:
-            raise EmptyDataError(f"{where}: the file is empty (no header line)")
         header_lines = 1
     n_fields = len(names) if header is None else max(len(names), len(fields(header)))
     columns = tuple(dict.fromkeys(n for n in names if n is not None))
@@ -598,6 +598,8 @@ def parquet_table(path: Path, chunksize: int) -> Table:
     """A Parquet file read in record batches of ``chunksize`` rows."""
     import pyarrow.parquet as pq
 
+    if path.stat().st_size == 0:
+        raise EmptyDataError(f"{path} is empty: 0 bytes (expected a Parquet file)")
     try:
         pf = pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises ArrowInvalid / OSError for non-Parquet bytes
@@ -621,7 +623,12 @@ def open_table(
     quoting: int | None = csv.QUOTE_MINIMAL,
 ) -> Table:
     """Open a DataFrame, GeoDataFrame, CSV / TSV (optionally .gz/.bz2/.xz or a one-file
-    zip) or Parquet file as a :class:`Table`."""
+    zip) or Parquet file as a :class:`Table`.
+
+    Raises:
+        EmptyDataError: an empty file (no header line, or a 0-byte Parquet file).
+        ConfigError: an ``encoding`` Python does not know.
+    """
     check_chunksize(chunksize)
     if isinstance(source, pd.DataFrame):
         return frame_table(source, "DataFrame")
