@@ -12,7 +12,6 @@ import codecs
 import errno
 import json
 import os
-import sys
 from pathlib import Path
 
 import click
@@ -327,15 +326,18 @@ def predict(prior, lat, lon, date, k, fmt):
 @click.argument("prior", type=click.Path(exists=True, path_type=Path))
 @click.option("--match", default=None, help="Only names containing this text (case-insensitive).")
 def species(prior, match):
-    """List the species a prior knows."""
-    from .errors import suggest
+    """List the species a prior knows; with --match, those whose name contains TEXT (none is
+    an unknown species, exit 1, with close matches suggested)."""
+    from .errors import UnknownSpeciesError, suggest
     from .store import load_prior
 
     names = load_prior(prior).species
     shown = [n for n in names if match is None or match.lower() in n.lower()]
     if match is not None and not shown:
-        click.echo(f"no species matches {match!r}.{suggest(match, names)}", err=True)
-        sys.exit(1)
+        raise UnknownSpeciesError(
+            f"no species matches {match!r} (the prior knows {len(names)} species)."
+            + suggest(match, names)
+        )
     click.echo("\n".join(shown))
 
 

@@ -203,8 +203,23 @@ def test_species_lists_and_filters(prior_dir):
     result = run("species", prior_dir, "--match", "BETA")
     assert result.exit_code == 0 and result.stdout == "Australis beta\n"
     result = run("species", prior_dir, "--match", "Australis betta")
-    assert result.exit_code == 1 and result.stdout == ""
-    assert "no species matches 'Australis betta'. Did you mean 'Australis beta'?" in result.stderr
+    assert_error(result, "no species matches 'Australis betta' (the prior knows")
+    assert "Did you mean 'Australis beta'?" in result.stderr
+    assert result.stderr.count("\n") == 1  # one line, as every unknown species
+
+
+def test_species_match_with_no_match_is_an_unknown_species(tmp_path):
+    from geoprior import Observations
+    from geoprior.baselines import FrequencyPrior
+
+    obs = Observations.from_arrays([1.0, 2.0], [1.0, 2.0], ["Australis beta", "Borealis alpha"])
+    prior = FrequencyPrior.fit(obs)
+    prior.save(tmp_path / "p")
+    result = run("species", tmp_path / "p", "--match", "Australis betta")
+    assert_error(result, "no species matches 'Australis betta' (the prior knows 2 species).")
+    assert "Did you mean 'Australis beta'?" in result.stderr
+    assert isinstance(result.exception, SystemExit) and result.stderr.count("\n") == 1
+    assert run("species", tmp_path / "p", "--match", "ALPHA").stdout == "Borealis alpha\n"
 
 
 def test_species_on_a_folder_that_is_not_a_prior(tmp_path):
