@@ -44,7 +44,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -60,7 +59,6 @@ from .errors import (
     EmptyDataError,
     FormatError,
     MissingFileError,
-    OutputExistsError,
     RowIndexError,
     suggest,
 )
@@ -69,7 +67,8 @@ from .io.detect import detect_format
 from .io.table import ObservationChunks, binary_opener, check_path, real_suffix
 from .names import case_variants
 from .observations import Observations
-from .store import read_json_header
+from .outputs import check_output
+from .store import atomic_folder, read_json_header
 from .validation import InvalidRows, check_on_invalid, warn_dropped
 
 __all__ = ["ColumnStore", "convert_to_columns"]
@@ -133,7 +132,9 @@ def convert_to_columns(
         progress: show progress bars on stderr.
 
     Raises:
-        OutputExistsError: ``out_dir`` exists and ``overwrite`` is False.
+        OutputExistsError: ``out_dir`` exists and ``overwrite`` is False, or it is not a
+            column store (checked by :func:`geoprior.outputs.check_output`, as the CLI does).
+        PathError: the folder of ``out_dir`` is not writable.
         FormatError: a file in a format that does not stream, or columns not found.
         EmptyDataError: no valid rows in any source.
 
@@ -156,10 +157,10 @@ def convert_to_columns(
     files = _source_files(sources)
     formats = [_streamed_format(path, encoding) for path in files]
     out = Path(os.fspath(out_dir)).expanduser()
-    _check_target(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    if not out.parent.exists():
+        out.parent.mkdir(parents=True)
+    check_output(out, overwrite, marker=MANIFEST, kind="column store")
+    with atomic_folder(out) as tmp:
         rng = np.random.default_rng(seed)
         estimate = sum(_estimate_rows(path) for path in files)
         dtype = _record_dtype(len(covariates))
@@ -208,10 +209,6 @@ def convert_to_columns(
         }
         with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=1)
-        _replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ColumnStore.open(out)
 
 
@@ -456,27 +453,6 @@ def _version() -> str:
     from . import __version__
 
     return __version__
-
-
-def _check_target(out: Path, overwrite: bool) -> None:
-    if not out.exists():
-        return
-    if not overwrite:
-        raise OutputExistsError(f"{out} exists; pass overwrite=True to replace it")
-    if not (out / MANIFEST).is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise OutputExistsError(f"{out} exists and is not a column store; refusing to replace it")
-
-
-def _replace_dir(tmp: Path, out: Path) -> None:
-    """Rename folder ``tmp`` to ``out``, replacing an existing ``out``."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = out.with_name(f".{out.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    os.replace(out, old)
-    os.replace(tmp, out)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- reading

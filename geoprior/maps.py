@@ -31,6 +31,7 @@ from .grid import CellGrid, cell_grid, cell_polygons, cell_strings, merge_cells,
 from .outputs import check_output
 from .prior import predict_columns, scores_columns
 from .query import species_indices
+from .store import atomic_path
 from .thresholds import RULES, compute_thresholds
 from .validation import parse_dates
 
@@ -337,10 +338,6 @@ def _check_path(path, overwrite: bool, allowed=FORMATS) -> Path:
     return check_output(path, overwrite)
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-
-
 def write_range_map(
     frame: gpd.GeoDataFrame, path: str | os.PathLike, *, overwrite: bool = False, **plot_options
 ) -> Path:
@@ -364,8 +361,7 @@ def write_range_map(
         raise ConfigError("CSV holds cells: write a dissolved map as .geojson, .gpkg or .parquet")
     if suffix != ".png" and plot_options:
         raise ConfigError(f"plot options {sorted(plot_options)} apply only to .png outputs")
-    tmp = _temporary(path)
-    try:
+    with atomic_path(path) as tmp:
         if suffix == ".png":
             from .plot import save_png
 
@@ -378,9 +374,6 @@ def write_range_map(
             driver = "GPKG" if suffix == ".gpkg" else "GeoJSON"
             layer = {"layer": "range_map"} if suffix == ".gpkg" else {}
             frame.to_file(tmp, driver=driver, **layer)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -458,9 +451,8 @@ def write_all_species(
             ("geometry", pa.dictionary(pa.int32(), pa.binary())),
         ]
     )
-    tmp = _temporary(path)
     rows = 0
-    try:
+    with atomic_path(path) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd", store_schema=False) as writer:
             chunks = range(0, len(grid), step)
             for a in tqdm(chunks, disable=not progress, unit="chunk", desc="range maps"):
@@ -499,7 +491,4 @@ def write_all_species(
                 writer.write_table(table, row_group_size=table.num_rows)
                 rows += table.num_rows
             writer.add_key_value_metadata({"geo": _geo_metadata()})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return {"cells": len(grid), "species": s, "rows": rows, "path": str(path)}

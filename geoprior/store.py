@@ -29,7 +29,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import OutputExistsError, PriorFileError, show
+from .errors import PriorFileError, show
+from .outputs import check_output
 
 __all__ = [
     "FORMAT_VERSION",
@@ -40,6 +41,8 @@ __all__ = [
     "load_prior",
     "register_kind",
     "atomic_file",
+    "atomic_folder",
+    "atomic_path",
 ]
 
 FORMAT_VERSION = 1
@@ -257,66 +260,58 @@ def check_saved(path: Path, header: dict, arrays: dict[str, np.ndarray], schema:
 
 
 @contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Write the file ``path`` atomically, with a writer that wants a path: yields a
+    temporary path beside it (same name and suffix, in a hidden temporary folder), which is
+    flushed to disk and renamed onto ``path`` when the block ends without error (removed,
+    with its folder, either way), so a reader sees the old file or the new one, never part
+    of one. The one temp-file-and-rename of geoprior; :func:`atomic_file` is built on it.
+
+    Example:
+        >>> with atomic_path(tmp / "map.gpkg") as out:  # doctest: +SKIP
+        ...     frame.to_file(out, driver="GPKG")
+    """
+    path = Path(path)
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        tmp = folder / path.name
+        yield tmp
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
-    """Write ``path`` atomically: yields a temporary file beside it, which is flushed to disk
-    and renamed onto ``path`` when the block ends without error (removed if it raises), so
-    a reader sees the old file or the new one, never part of one.
+    """Write ``path`` atomically (see :func:`atomic_path`): yields the temporary file open in
+    ``mode`` (text modes are UTF-8).
 
     Example:
         >>> with atomic_file(tmp / "notes.txt", "w") as f:  # doctest: +SKIP
         ...     f.write("done")
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
-def save_folder(
-    path: str | os.PathLike,
-    kind: str,
-    header: dict,
-    arrays: dict[str, np.ndarray],
-    *,
-    overwrite: bool = True,
-) -> Path:
-    """Write ``header`` (JSON-serialisable) and ``arrays`` atomically to folder ``path``."""
-    from . import __version__
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Write the folder ``path`` atomically: yields a new temporary folder beside it, renamed
+    onto ``path`` when the block ends without error (an existing ``path`` is moved aside
+    first, then removed) and removed if it raises. Check the target first
+    (:func:`geoprior.outputs.check_output`): this replaces whatever is there.
 
+    Example:
+        >>> with atomic_folder(tmp / "birds.prior") as out:  # doctest: +SKIP
+        ...     (out / "prior.json").write_text("{}")
+    """
     path = Path(path)
-    arrays = {k: np.asarray(v) for k, v in arrays.items()}
-    objects = sorted(k for k, v in arrays.items() if v.dtype.hasobject)
-    if objects:
-        raise TypeError(
-            f"arrays {objects} hold Python objects, which only pickle can save; "
-            f"a saved prior holds numbers and fixed-width strings only"
-        )
-    if path.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it"
-        )
-    if path.exists() and not (path / HEADER).exists():
-        raise OutputExistsError(f"{path} exists and is not a saved prior; refusing to replace it")
-    full = {
-        "format": "geoprior",
-        "format_version": FORMAT_VERSION,
-        "kind": kind,
-        "geoprior_version": __version__,
-        **header,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        with open(tmp / HEADER, "w", encoding="utf-8") as f:
-            json.dump(full, f, indent=2, sort_keys=False)
-        np.savez(tmp / ARRAYS, **arrays)
+        yield tmp
         if path.exists():
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -328,6 +323,44 @@ def save_folder(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def save_folder(
+    path: str | os.PathLike,
+    kind: str,
+    header: dict,
+    arrays: dict[str, np.ndarray],
+    *,
+    overwrite: bool = True,
+) -> Path:
+    """Write ``header`` (JSON-serialisable) and ``arrays`` atomically to folder ``path``
+    (:func:`atomic_folder`), after :func:`geoprior.outputs.check_output` (an existing
+    ``path`` is replaced only with ``overwrite`` and only if it is a saved prior; a missing
+    parent folder is created)."""
+    from . import __version__
+
+    path = Path(path)
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    objects = sorted(k for k, v in arrays.items() if v.dtype.hasobject)
+    if objects:
+        raise TypeError(
+            f"arrays {objects} hold Python objects, which only pickle can save; "
+            f"a saved prior holds numbers and fixed-width strings only"
+        )
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True)
+    check_output(path, overwrite, marker=HEADER, kind="saved prior")
+    full = {
+        "format": "geoprior",
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "geoprior_version": __version__,
+        **header,
+    }
+    with atomic_folder(path) as tmp:
+        with open(tmp / HEADER, "w", encoding="utf-8") as f:
+            json.dump(full, f, indent=2, sort_keys=False)
+        np.savez(tmp / ARRAYS, **arrays)
     return path
 
 

@@ -269,6 +269,15 @@ def test_overwrite_only_when_asked_and_only_a_store(tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
+def test_the_target_is_checked_as_the_cli_checks_it(tmp_path):
+    frame(20).to_parquet(tmp_path / "a.parquet")
+    (tmp_path / "empty").mkdir()  # not a column store, though nothing would be lost
+    with pytest.raises(OutputExistsError, match="empty exists and is not a column store"):
+        convert_to_columns(tmp_path / "a.parquet", tmp_path / "empty", overwrite=True)
+    deep = tmp_path / "new" / "folders" / "store"  # missing folders are made, as before
+    assert len(convert_to_columns(tmp_path / "a.parquet", deep)) == 20
+
+
 def test_open_errors(tmp_path):
     frame(50).to_parquet(tmp_path / "obs.parquet")
     path = convert_to_columns(tmp_path / "obs.parquet", tmp_path / "store").path

@@ -4,7 +4,16 @@ import numpy as np
 import pytest
 
 from geoprior import OutputExistsError, PriorFileError, load_prior
-from geoprior.store import ARRAYS, FORMAT_VERSION, HEADER, read_folder, register_kind, save_folder
+from geoprior.store import (
+    ARRAYS,
+    FORMAT_VERSION,
+    HEADER,
+    atomic_folder,
+    atomic_path,
+    read_folder,
+    register_kind,
+    save_folder,
+)
 
 ARRS = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "i": np.array([1, 2, 3], np.int64)}
 
@@ -167,3 +176,24 @@ def test_saved_geoprior_with_broken_weights_fails_at_load(tmp_path, trained_prio
     (path / HEADER).write_text(json.dumps(header))
     with pytest.raises(PriorFileError, match="header field 'species' is missing"):
         load_prior(path)
+
+
+def test_atomic_path_and_folder_leave_the_old_output_or_the_new_one(tmp_path):
+    target = tmp_path / "map.gpkg"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        assert tmp.name == "map.gpkg" and tmp.parent != tmp_path  # the writer sees the suffix
+        tmp.write_text("half")
+        raise RuntimeError
+    assert target.read_text() == "old"
+    with atomic_path(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new"
+    folder = tmp_path / "store"
+    with atomic_folder(folder) as tmp:
+        (tmp / "a").write_text("1")
+    with pytest.raises(RuntimeError), atomic_folder(folder) as tmp:
+        (tmp / "a").write_text("2")
+        raise RuntimeError
+    assert (folder / "a").read_text() == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.gpkg", "store"]  # no temporaries
