@@ -46,6 +46,7 @@ from .errors import (
     MissingFileError,
     NonFiniteError,
     OutputExistsError,
+    PriorFileError,
     SpeciesNameError,
     describe_bad,
     show,
@@ -53,7 +54,8 @@ from .errors import (
     unknown_species,
 )
 from .names import normalize_name
-from .store import atomic_file, format_version_problem
+from .store import atomic_file, format_version_problem, header_problems
+from .store import field as json_field
 from .validation import (
     check_species_names,
     coordinate_array,
@@ -748,7 +750,9 @@ class FusionParams:
 
     @classmethod
     def from_json(cls, text: str) -> FusionParams:
-        """Parse :meth:`to_json` output; raises FormatError / ConfigError on bad content."""
+        """Parse :meth:`to_json` output; raises FormatError / ConfigError on bad content, and
+        PriorFileError naming the field for a value of the wrong JSON type (``true`` for a
+        number, checked with the saved-prior schema checks, :func:`geoprior.store.field`)."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
@@ -764,6 +768,9 @@ class FusionParams:
             raise FormatError(f"fusion parameters have unknown field(s) {unknown}")
         if "mode" not in data:
             raise FormatError("fusion parameters have no 'mode'")
+        problems = header_problems(data, _PARAM_FIELDS)
+        if problems:
+            raise PriorFileError(f"fusion parameters are corrupt: {'; '.join(problems)}")
         values = {k: v for k, v in data.items() if k in names}
         for key in ("nll", "classifier_nll"):
             if key in values and values[key] is None and values.get("objective") is not None:
@@ -793,9 +800,26 @@ class FusionParams:
             raise FormatError(f"{path} is not a UTF-8 JSON file") from None
         try:
             return cls.from_json(text)
-        except (FormatError, ConfigError) as e:
+        except (FormatError, ConfigError, PriorFileError) as e:
             raise type(e)(f"{path}: {e}") from None
 
+
+_NUMBER = json_field(float, optional=True)
+_MAYBE_NUMBER = json_field(float, type(None), optional=True)
+# the JSON type of each field of a parameter file (bool is never a number)
+_PARAM_FIELDS = {
+    "mode": json_field(str),
+    "weight": _NUMBER,
+    "floor": _MAYBE_NUMBER,
+    "threshold": _MAYBE_NUMBER,
+    "temperature": _NUMBER,
+    "objective": json_field(str, type(None), optional=True),
+    "top1": _MAYBE_NUMBER,
+    "nll": _MAYBE_NUMBER,
+    "classifier_top1": _MAYBE_NUMBER,
+    "classifier_nll": _MAYBE_NUMBER,
+    "n_val": json_field(int, type(None), optional=True),
+}
 
 # coarse grids (ascending, so exact ties pick the most conservative value), refined later
 _T_GRID = np.geomspace(0.25, 4.0, 5)

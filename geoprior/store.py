@@ -168,7 +168,9 @@ def _short(value) -> str:
 _COMMON_FIELDS: dict[str, FieldCheck] = {"species": _species_problem}
 
 
-def _header_problems(header: dict, fields: Mapping[str, FieldCheck]) -> list[str]:
+def header_problems(header: dict, fields: Mapping[str, FieldCheck]) -> list[str]:
+    """What is wrong with ``header`` against ``fields`` (dotted paths to :func:`field`
+    checks), one message per field, naming it; empty when nothing is."""
     problems = []
     for path, check in fields.items():
         value: Any = header
@@ -244,7 +246,7 @@ def _names(names: list[str]) -> str:
 def check_saved(path: Path, header: dict, arrays: dict[str, np.ndarray], schema: Schema) -> None:
     """Raise :class:`~geoprior.PriorFileError` naming ``path`` and every problem found when
     ``header`` and ``arrays`` do not match ``schema``."""
-    problems = _header_problems(header, {**_COMMON_FIELDS, **schema.fields})
+    problems = header_problems(header, {**_COMMON_FIELDS, **schema.fields})
     if not problems:
         try:
             specs = schema.arrays(header)

@@ -22,6 +22,7 @@ from geoprior.errors import (
     MissingFileError,
     NonFiniteError,
     OutputExistsError,
+    PriorFileError,
     SpeciesNameError,
     UnknownSpeciesError,
 )
@@ -493,4 +494,13 @@ def test_params_file_with_a_bogus_format_version_names_the_file(tmp_path, versio
     path = tmp_path / "fusion.json"
     path.write_text(json.dumps({**json.loads(FusionParams().to_json()), "format_version": version}))
     with pytest.raises(FormatError, match=rf"{path}: .*format version {version!r}, expected"):
+        FusionParams.load(path)
+
+
+@pytest.mark.parametrize(("key", "value"), [("weight", True), ("temperature", False),
+                                            ("floor", True), ("n_val", True), ("mode", 1)])
+def test_params_file_refuses_a_bool_or_wrong_type_naming_the_file_and_field(tmp_path, key, value):
+    path = tmp_path / "fusion.json"
+    path.write_text(json.dumps({**json.loads(FusionParams(mode="floor").to_json()), key: value}))
+    with pytest.raises(PriorFileError, match=rf"{path}: .*field '{key}': expected .*got {value!r}"):
         FusionParams.load(path)
