@@ -12,6 +12,12 @@ that are continuous across the antimeridian and (all but ``wrap``) at the poles.
   Space2Vec family), longitude terms damped by ``cos(lat)`` so the poles are single points.
 - :func:`fourier`: multi-scale random Fourier features of the unit-sphere point; isotropic,
   continuous everywhere, with wavelengths between ``min_km`` and ``max_km`` on the ground.
+- :func:`anchor_features` (kind ``"anchors"``, the default): localised multi-resolution
+  features — a Gaussian bump on every H3 cell, at every resolution, that holds enough
+  observations (:func:`anchor_table`), as wide as the cell. A fine feature exists only
+  where the data can support it and is zero away from it, so detail learned at one survey
+  site does not ripple across the map as global sinusoids do, and far from all data only
+  the coarse features (and the unit-sphere point) speak.
 
 :class:`EncoderSpec` names an encoder and its scales; :func:`encoder_spec_for` chooses the
 scales from the extent and spacing of the training places, so the same defaults serve a
@@ -25,15 +31,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+from h3.api import basic_int as h3
 
 from .errors import ConfigError
 
 __all__ = [
     "EARTH_RADIUS_KM",
+    "AnchorTable",
     "EncoderSpec",
+    "anchor_features",
+    "anchor_table",
     "encode_date",
     "encode_inputs",
     "encode_location",
@@ -48,7 +59,9 @@ __all__ = [
 
 EARTH_RADIUS_KM = 6371.0088
 _DEG = math.pi / 180.0
-KINDS = ("wrap", "xyz", "spherical_harmonics", "sinusoidal", "fourier")
+KINDS = ("wrap", "xyz", "spherical_harmonics", "sinusoidal", "fourier", "anchors")
+#: Mean H3 hexagon edge (km) per resolution: the width of an anchor's bump.
+H3_EDGE_KM = tuple(h3.average_hexagon_edge_length(r, unit="km") for r in range(16))
 
 
 def wrap(lat, lon):
@@ -177,6 +190,92 @@ def fourier(lat, lon, frequencies):
     return jnp.concatenate([jnp.sin(proj), jnp.cos(proj), p], -1)
 
 
+class AnchorTable(NamedTuple):
+    """Anchors of the ``"anchors"`` encoder: unit-sphere centres ``xyz (A, 3)``, bump widths
+    ``sigma_km (A,)`` and the H3 resolution ``res (A,)`` each was made at (coarse first)."""
+
+    xyz: np.ndarray
+    sigma_km: np.ndarray
+    res: np.ndarray
+
+
+def anchor_table(
+    lat, lon, *, min_count: int = 10, max_res: int = 10, per_res: int = 4096
+) -> AnchorTable:
+    """Anchors from training places: for every H3 resolution ``0..max_res``, one anchor per
+    cell holding at least ``min_count`` observations (at most ``per_res`` per resolution:
+    the fullest cells), centred on the mean of the cell's observations, with a bump as
+    wide as the cell's edge. The rule is the one a count grid uses to trust a cell: a
+    feature at a resolution exists only where that many records support it (none
+    anywhere: an empty table, and the encoder is the unit-sphere point alone).
+
+    >>> t = anchor_table(np.full(20, 44.0), np.full(20, -71.3), max_res=3)
+    >>> t.res.tolist(), t.sigma_km.round().tolist()
+    ([0, 1, 2, 3], [1282.0, 483.0, 183.0, 69.0])
+    """
+    lat, lon = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
+    if not 0 <= max_res <= 15:
+        raise ConfigError(f"anchor max_res must be in 0..15, got {max_res}")
+    if min_count < 1 or per_res < 1:
+        raise ConfigError(
+            f"anchors need min_count >= 1 and per_res >= 1, got {min_count}, {per_res}"
+        )
+    places, inverse = np.unique(np.stack([lat, lon], 1), axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    weight = np.bincount(inverse, minlength=len(places)).astype(np.float64)
+    place_xyz = unit_xyz(places[:, 0], places[:, 1])
+    cells = np.array([h3.latlng_to_cell(a, b, max_res) for a, b in places], dtype=np.uint64)
+    found = []
+    for r in range(max_res, -1, -1):
+        if r < max_res:
+            uniq, inv = np.unique(cells, return_inverse=True)
+            parents = np.array([h3.cell_to_parent(int(c), r) for c in uniq], dtype=np.uint64)
+            cells = parents[inv.ravel()]
+        uniq, inv = np.unique(cells, return_inverse=True)
+        inv = inv.ravel()
+        count = np.bincount(inv, weights=weight, minlength=len(uniq))
+        keep = np.flatnonzero(count >= min_count)
+        keep = keep[np.argsort(-count[keep], kind="stable")[:per_res]]
+        if not len(keep):
+            continue
+        sums = np.zeros((len(uniq), 3))
+        np.add.at(sums, inv, place_xyz * weight[:, None])
+        centre = sums[np.sort(keep)]
+        centre /= np.maximum(np.linalg.norm(centre, axis=1, keepdims=True), 1e-300)
+        found.append((r, centre))
+    found.reverse()  # coarse first
+    if not found:  # too few records anywhere for a local feature: the sphere point alone
+        return AnchorTable(
+            np.zeros((0, 3), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int32)
+        )
+    return AnchorTable(
+        np.concatenate([c for _, c in found]).astype(np.float32),
+        np.concatenate([np.full(len(c), H3_EDGE_KM[r]) for r, c in found]).astype(np.float32),
+        np.concatenate([np.full(len(c), r) for r, c in found]).astype(np.int32),
+    )
+
+
+def anchor_features(lat, lon, table: AnchorTable, cutoff=None):
+    """``[xyz, exp(-d^2 / (2 sigma^2))]`` for every anchor (``(n, 3 + A)``), ``d`` the chord
+    to the anchor in km, computed from coordinate differences (exact in float32 down to
+    metres, where a dot product of unit vectors is not).
+
+    ``cutoff`` (training only, ``(n,)`` int): a row keeps only the anchors of resolutions
+    below its cutoff, so the network also learns to answer from coarse features alone, as
+    it must at a place no fine anchor covers.
+    """
+    p = xyz(lat, lon)
+    centres = jnp.asarray(table.xyz, jnp.float32)
+    d2 = jnp.sum(jnp.square(p[:, None, :] - centres[None, :, :]), -1)
+    scale = jnp.asarray(
+        0.5 * (EARTH_RADIUS_KM / np.asarray(table.sigma_km, np.float64)) ** 2, jnp.float32
+    )
+    bumps = jnp.exp(-d2 * scale)
+    if cutoff is not None:
+        bumps = jnp.where(jnp.asarray(table.res)[None, :] < cutoff[:, None], bumps, 0.0)
+    return jnp.concatenate([p, bumps], -1)
+
+
 def encode_date(day_of_year):
     """``[sin, cos, 1]`` of the day of the year (1..366), ``[0, 0, 0]`` where NaN (undated).
 
@@ -195,9 +294,10 @@ class EncoderSpec:
     """Which location encoder, with its scales. Saved in the prior's header.
 
     ``min_km``/``max_km`` bound the wavelengths of ``sinusoidal`` and ``fourier``;
-    ``n_features`` is the number of scales (``sinusoidal``) or random frequencies
-    (``fourier``); ``degree`` is the spherical-harmonics degree; ``seed`` draws
-    ``fourier``'s frequencies.
+    ``n_features`` is the number of scales (``sinusoidal``), random frequencies
+    (``fourier``) or anchors (``anchors``: known once the table is built from the data);
+    ``degree`` is the spherical-harmonics degree; ``seed`` draws ``fourier``'s frequencies;
+    ``min_count``, ``max_res`` and ``per_res`` are the rules of :func:`anchor_table`.
     """
 
     kind: str = "fourier"
@@ -206,6 +306,9 @@ class EncoderSpec:
     n_features: int = 256
     degree: int = 20
     seed: int = 0
+    min_count: int = 10
+    max_res: int = 10
+    per_res: int = 4096
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -214,7 +317,7 @@ class EncoderSpec:
             raise ConfigError(
                 f"encoder needs 0 < min_km <= max_km, got {self.min_km}, {self.max_km}"
             )
-        if self.n_features < 1 or self.degree < 0:
+        if self.n_features < (0 if self.kind == "anchors" else 1) or self.degree < 0:
             raise ConfigError(
                 f"encoder needs n_features >= 1 and degree >= 0, got {self.n_features}, {self.degree}"
             )
@@ -234,12 +337,18 @@ class EncoderSpec:
             "spherical_harmonics": (self.degree + 1) ** 2,
             "sinusoidal": 4 * self.n_features + 3,
             "fourier": 2 * self.n_features + 3,
+            "anchors": self.n_features + 3,
         }[self.kind]
 
 
-def encode_location(spec: EncoderSpec, lat, lon, frequencies=None):
-    """Encode with ``spec``; ``frequencies`` is ``spec.frequencies()`` (passed in so jitted
-    callers compute it once)."""
+def encode_location(spec: EncoderSpec, lat, lon, tables=None, cutoff=None):
+    """Encode with ``spec``; ``tables`` is ``spec.frequencies()`` (``fourier``: passed in so
+    jitted callers compute it once) or the :class:`AnchorTable` (``anchors``: built from the
+    training data, saved with the prior); ``cutoff`` see :func:`anchor_features`."""
+    if spec.kind == "anchors":
+        if tables is None:
+            raise ConfigError("the anchors encoder needs its AnchorTable")
+        return anchor_features(lat, lon, tables, cutoff)
     if spec.kind == "wrap":
         return wrap(lat, lon)
     if spec.kind == "xyz":
@@ -250,7 +359,7 @@ def encode_location(spec: EncoderSpec, lat, lon, frequencies=None):
         return sinusoidal(
             lat, lon, min_km=spec.min_km, max_km=spec.max_km, n_scales=spec.n_features
         )
-    return fourier(lat, lon, spec.frequencies() if frequencies is None else frequencies)
+    return fourier(lat, lon, spec.frequencies() if tables is None else tables)
 
 
 def unit_xyz(lat, lon) -> np.ndarray:
@@ -315,10 +424,12 @@ def encoder_spec_for(
     )
 
 
-def encode_inputs(spec: EncoderSpec, frequencies, lat, lon, day_of_year=None, covariates=None):
+def encode_inputs(
+    spec: EncoderSpec, tables, lat, lon, day_of_year=None, covariates=None, cutoff=None
+):
     """The network's input: location features, then date features (when ``day_of_year``
     is given: NaN rows are undated), then covariates (already standardised)."""
-    parts = [encode_location(spec, lat, lon, frequencies)]
+    parts = [encode_location(spec, lat, lon, tables, cutoff)]
     if day_of_year is not None:
         parts.append(encode_date(day_of_year))
     if covariates is not None:

@@ -12,6 +12,9 @@ below turn that into a learning signal in different ways (Cole et al. 2023, "SIN
 - ``maxent`` — the multinomial maximum-entropy model: ``softmax`` over species at the
   observed place, i.e. p(species | place, an observation was made). Rows sum to 1; this is
   the distribution a classifier's output is multiplied by in Bayes' rule.
+- ``joint`` (the default) — both, on two heads of one network: ``an_full`` on the presence
+  head (maps, thresholds) plus ``maxent`` on the observation head (ranking, species lists,
+  fusion); see :func:`joint`.
 
 All functions take logits and return a scalar mean loss.
 """
@@ -21,9 +24,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["LOSSES", "an_full", "an_ssdl", "maxent"]
+__all__ = ["LOSSES", "an_full", "an_ssdl", "joint", "maxent"]
 
-LOSSES = ("an_full", "an_ssdl", "maxent")
+LOSSES = ("joint", "an_full", "an_ssdl", "maxent")
 
 
 def _real_columns(logits, n_species):
@@ -80,3 +83,13 @@ def maxent(logits_obs, labels, n_species=None):
         logits_obs = jnp.where(real, logits_obs, -jnp.inf)
     logp = jax.nn.log_softmax(logits_obs, axis=-1)
     return -jnp.take_along_axis(logp, labels[:, None], 1).mean()
+
+
+def joint(logits_obs, logits_bg, obs_logits, labels, pos_weight, n_species=None):
+    """Presence and observation heads trained together: :func:`an_full` on the presence
+    logits (``logits_obs`` at observed places, ``logits_bg`` at background places) plus
+    :func:`maxent` on the observation head's logits ``obs_logits`` at the observed places.
+    Both terms are per-row means, so neither needs a weight."""
+    return an_full(logits_obs, logits_bg, labels, pos_weight, n_species) + maxent(
+        obs_logits, labels, n_species
+    )

@@ -5,6 +5,11 @@ The architecture of Mac Aodha et al. (2019) and SINR (Cole et al. 2023): an inpu
 head (optionally low-rank, for tens of thousands of species). The network is split into
 :meth:`GeoNet.embed` (place → ``width`` features) and :meth:`GeoNet.head` so losses that
 touch only a few species per row can avoid the dense ``(batch, species)`` product.
+
+With ``observation_head`` the trunk feeds two heads: ``head_out``, presence logits (one
+sigmoid per species: is it there?), and ``head_obs``, observation logits (one softmax over
+species: which species is an observation made here of?). Every head method takes
+``obs=True`` to use the second.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ class ModelConfig:
     """Network shape. ``head_rank`` > 0 factorises the species head through a rank-r layer."""
 
     width: int = 256
-    depth: int = 4
-    dropout: float = 0.3
+    depth: int = 2
+    dropout: float = 0.2
     head_rank: int = 0
 
     def __post_init__(self):
@@ -57,6 +62,7 @@ class GeoNet(nn.Module):
 
     n_species: int
     config: ModelConfig = ModelConfig()
+    observation_head: bool = False
 
     def setup(self):
         c = self.config
@@ -65,6 +71,8 @@ class GeoNet(nn.Module):
         if c.head_rank:
             self.head_low = nn.Dense(c.head_rank, use_bias=False)
         self.head_out = nn.Dense(self.n_species, use_bias=False)
+        if self.observation_head:
+            self.head_obs = nn.Dense(self.n_species, use_bias=False)
 
     def embed(self, features, train: bool = False):
         """Place features → ``(n, width)`` embedding."""
@@ -73,28 +81,34 @@ class GeoNet(nn.Module):
             x = block(x, train)
         return x
 
-    def head(self, emb):
-        """Embedding → all species logits ``(n, S)``."""
+    def _head(self, obs: bool):
+        return self.head_obs if obs and self.observation_head else self.head_out
+
+    def head(self, emb, obs: bool = False):
+        """Embedding → all species logits ``(n, S)`` (``obs``: of the observation head)."""
         if self.config.head_rank:
             emb = self.head_low(emb)
-        return self.head_out(emb)
+        return self._head(obs)(emb)
 
-    def head_columns(self, emb, species):
+    def head_columns(self, emb, species, obs: bool = False):
         """Logits of chosen species: ``emb (n, w)``, ``species (n, k)`` int → ``(n, k)``,
         without forming the ``(n, S)`` product."""
         if self.config.head_rank:
             emb = self.head_low(emb)
-        kernel = self.head_out.variables["params"]["kernel"]  # (w, S)
+        kernel = self._head(obs).variables["params"]["kernel"]  # (w, S)
         cols = jnp.take(kernel, species, axis=1)  # (w, n, k)
         return jnp.einsum("nw,wnk->nk", emb, cols)
 
-    def fixed_columns(self, emb, species):
+    def fixed_columns(self, emb, species, obs: bool = False):
         """Logits of the same species ``species (k,)`` for every row: ``emb (n, w)`` →
         ``(n, k)``, as ``emb @ kernel[:, species]`` (the fixed-set twin of
         :meth:`head_columns`)."""
         if self.config.head_rank:
             emb = self.head_low(emb)
-        return emb @ jnp.take(self.head_out.variables["params"]["kernel"], species, axis=1)
+        return emb @ jnp.take(self._head(obs).variables["params"]["kernel"], species, axis=1)
 
     def __call__(self, features, train: bool = False):
-        return self.head(self.embed(features, train))
+        emb = self.embed(features, train)
+        if self.observation_head:
+            return self.head(emb), self.head(emb, obs=True)
+        return self.head(emb)

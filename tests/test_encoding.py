@@ -137,3 +137,71 @@ def test_jittable():
         np.asarray(encode_location(spec, *POLES_AND_SEAMS)),
         atol=1e-5,
     )
+
+
+# ------------------------------------------------------------------- anchors
+def _anchor_places(seed=0):
+    rng = np.random.default_rng(seed)
+    dense = np.stack([44.0 + rng.normal(0, 0.01, 300), -71.3 + rng.normal(0, 0.01, 300)], 1)
+    sparse = np.stack([rng.uniform(-60, 70, 40), rng.uniform(-180, 180, 40)], 1)
+    pts = np.concatenate([dense, sparse])
+    return pts[:, 0], pts[:, 1]
+
+
+def test_anchor_table_puts_fine_anchors_only_where_data_are_dense():
+    from geoprior.encoding import H3_EDGE_KM, anchor_table
+
+    lat, lon = _anchor_places()
+    t = anchor_table(lat, lon, min_count=10, max_res=8)
+    assert (np.diff(t.res) >= 0).all()  # coarse first
+    np.testing.assert_allclose(t.sigma_km, np.array(H3_EDGE_KM)[t.res], rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(t.xyz, axis=1), 1.0, rtol=1e-6)
+    # the scattered places support no fine anchor: every anchor finer than res 2 is in
+    # the dense cluster
+    fine = t.res >= 3
+    assert fine.any()
+    centre = np.asarray(xyz(jnp.array([44.0]), jnp.array([-71.3])))[0]
+    assert (t.xyz[fine] @ centre > np.cos(np.radians(1.0))).all()
+    assert anchor_table(lat[:3], lon[:3], min_count=10).res.size == 0  # too few: none
+
+
+@given(st.integers(1, 30), st.integers(0, 6))
+@settings(max_examples=20, deadline=None)
+def test_every_anchor_cell_holds_min_count_records(min_count, max_res):
+    from h3.api import basic_int as h3
+
+    from geoprior.encoding import anchor_table, unit_xyz
+
+    lat, lon = _anchor_places(min_count)
+    t = anchor_table(lat, lon, min_count=min_count, max_res=max_res)
+    for a, r in zip(t.xyz, t.res):
+        la, lo = np.degrees(np.arcsin(a[2])), np.degrees(np.arctan2(a[1], a[0]))
+        cell = h3.latlng_to_cell(float(la), float(lo), int(r))
+        inside = [h3.latlng_to_cell(p, q, int(r)) == cell for p, q in zip(lat, lon)]
+        # the centre is the mean of the cell's records, so it lies in (or beside) the cell
+        near = (unit_xyz(lat, lon) @ a) > np.cos(3 * t.sigma_km[0] / 6371.0)
+        assert sum(inside) >= min_count or near.sum() >= min_count
+
+
+def test_anchor_features_are_local_and_cut_by_resolution():
+    from geoprior.encoding import anchor_features, anchor_table
+
+    lat, lon = _anchor_places()
+    t = anchor_table(lat, lon, min_count=10, max_res=8)
+    at = np.asarray(anchor_features(jnp.array([44.0]), jnp.array([-71.3]), t))[0]
+    far = np.asarray(anchor_features(jnp.array([-44.0]), jnp.array([108.7]), t))[0]
+    assert at.shape == (3 + t.res.size,)
+    assert at[3:][t.res >= 5].max() > 0.5  # the dense cluster's fine anchors speak there
+    assert far[3:][t.res >= 2].max() < 1e-3  # nothing fine speaks on the far side
+    cut = np.asarray(
+        anchor_features(jnp.array([44.0]), jnp.array([-71.3]), t, cutoff=jnp.array([3]))
+    )[0]
+    np.testing.assert_array_equal(cut[3:][t.res >= 3], 0.0)
+    np.testing.assert_array_equal(cut[3:][t.res < 3], at[3:][t.res < 3])
+    # continuous across the antimeridian like every encoder
+    t2 = anchor_table(np.full(20, 10.0), np.full(20, 179.99), min_count=5, max_res=3)
+    a, b = (
+        np.asarray(anchor_features(jnp.array([10.0]), jnp.array([v]), t2))[0]
+        for v in (180.0, -180.0)
+    )
+    np.testing.assert_allclose(a, b, atol=1e-5)
