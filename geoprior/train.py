@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from h3.api import basic_int as h3
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -45,6 +46,7 @@ from .distributed import (
 from .encoding import (
     EARTH_RADIUS_KM,
     EncoderSpec,
+    anchor_table,
     encode_inputs,
     encoder_spec_for,
     place_scales_km,
@@ -74,6 +76,15 @@ CHECKPOINT = "checkpoint.npz"
 CHECKPOINT_META = "checkpoint.json"
 PLACE_SAMPLE = 200_000  # rows of a ColumnStore whose places set the encoder scales and extent
 THRESHOLD_ROWS = 500  # presences per species (a random sample) for the LPT thresholds
+VALIDATIONS = ("auto", "places", "blocks", "none")
+#: Spatial-block validation holds out this share of the occupied cells...
+VALIDATION_FRACTION = 0.2
+#: ...of the coarsest H3 resolution at which the data occupy at least this many cells.
+VALIDATION_MIN_BLOCKS = 20
+#: Held-out rows scored at each validation (a fixed random sample).
+VALIDATION_ROWS = 4096
+#: Places kept to tell how far a query is from the training data.
+SUPPORT_PLACES = 8000
 
 
 @dataclass(frozen=True)
@@ -81,7 +92,8 @@ class TrainConfig:
     """Everything that decides a trained prior. ``"auto"`` values adapt to the data.
 
     Attributes:
-        loss: ``"an_full"`` (assume-negative, default), ``"an_ssdl"`` or ``"maxent"``;
+        loss: ``"joint"`` (default: a presence head trained assume-negative beside an
+            observation head trained maxent), ``"an_full"``, ``"an_ssdl"`` or ``"maxent"``;
             see :mod:`geoprior.losses`.
         pos_weight: weight of positives in the assume-negative losses; ``"auto"`` is
             ``min(2048, n_species)``: SINR's 2048 for tens of thousands of species, and for
@@ -96,12 +108,29 @@ class TrainConfig:
         use_date: ``"auto"`` uses the date input when at least half the rows are dated.
         date_dropout: fraction of dated rows shown undated in training, so the same
             model answers undated queries with a year-round prior.
-        encoder: a location encoder kind (see :mod:`geoprior.encoding`) or an
-            :class:`EncoderSpec`; with a kind, scales come from the data.
+        encoder: a location encoder kind (see :mod:`geoprior.encoding`; default
+            ``"anchors"``: localised multi-resolution features on the H3 cells that hold
+            enough observations) or an :class:`EncoderSpec`; with a kind, scales (or
+            anchors) come from the data.
         n_features: random Fourier features (``fourier``) of the encoder.
-        batch_size: ``"auto"``: ``n/16`` rounded to a power of two in [128, 2048].
-        steps: ``"auto"``: ``epochs`` passes over the data, at least ``min_steps``, at most
-            ``max_steps``.
+        scale_dropout: share of rows (and background places) shown in training with
+            their anchors finer than a random resolution removed, so the network also
+            answers from coarse features alone, as at a new place between surveys.
+        batch_size: ``"auto"``: ``n/16`` rounded to a power of two in [128, 512].
+        steps: ``"auto"``: chosen by ``validation`` where it runs; otherwise ``epochs``
+            passes over the data, at least ``min_steps``, at most ``max_steps``.
+        validation: ``"places"``: before the real run, train on the data less a fifth of
+            its distinct places, score the held-out places every ``eval_every`` steps (the
+            observation head's log-loss; the whole loss for one-head priors), stop
+            ``patience`` scores after the shortest run within one standard error of the
+            best, and train on all the data for that length (scaled to the full data's
+            size). ``"blocks"`` holds out whole regions instead (see
+            :func:`held_out_rows`); ``"none"``: the ``steps`` rule. ``"auto"``:
+            ``"places"`` when the network takes covariates (free inputs it can memorise:
+            measured, held-out places stop it before it does), ``"none"`` on location and
+            date alone (the anchors encoder and scale dropout regularise by construction,
+            and held-out log-loss stops such a network before its ranking is best:
+            measured in docs/model.md). Validation needs in-memory data on one process.
         cap_per_species: class-balanced sampling, at most this many rows of a species per
             epoch (``None``: every row, the data's own frequencies).
         use_covariates: feed the observations' covariates to the network.
@@ -110,17 +139,21 @@ class TrainConfig:
             1 (default) replicates the parameters on every device.
     """
 
-    loss: str = "an_full"
+    loss: str = "joint"
     pos_weight: float | str = "auto"
     background: str = "auto"
     use_date: bool | str = "auto"
     date_dropout: float = 0.25
-    encoder: str | EncoderSpec = "fourier"
+    encoder: str | EncoderSpec = "anchors"
     n_features: int = 256
+    scale_dropout: float = 0.5
+    validation: str = "auto"
+    eval_every: int = 50
+    patience: int = 4
     model: ModelConfig = field(default_factory=ModelConfig)
     batch_size: int | str = "auto"
     steps: int | str = "auto"
-    epochs: float = 30.0
+    epochs: float = 3.0
     min_steps: int = 1000
     max_steps: int = 30000
     learning_rate: float = 1e-3
@@ -144,6 +177,14 @@ class TrainConfig:
             raise ConfigError(f"use_date must be true, false or 'auto', got {self.use_date!r}")
         if not 0 <= self.date_dropout < 1:
             raise ConfigError(f"date_dropout must be in [0, 1), got {self.date_dropout}")
+        if not 0 <= self.scale_dropout <= 1:
+            raise ConfigError(f"scale_dropout must be in [0, 1], got {self.scale_dropout}")
+        if self.validation not in VALIDATIONS:
+            raise ConfigError(f"validation must be one of {VALIDATIONS}, got {self.validation!r}")
+        for name in ("eval_every", "patience"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
         if self.cap_per_species is not None and self.cap_per_species < 1:
             raise ConfigError(f"cap_per_species must be >= 1 or None, got {self.cap_per_species}")
         if isinstance(self.model_parallel, bool) or not (
@@ -211,6 +252,8 @@ class Resolved:
     spacing_km: float
     extent_km: float
     far_km: float
+    #: the encoder's data-made tables (an :class:`AnchorTable`); not part of the header
+    tables: Any = field(default=None, compare=False, repr=False)
 
 
 def resolve_config(
@@ -224,17 +267,31 @@ def resolve_config(
     n = len(obs)
     lat, lon = _places(obs)
     spacing, extent = place_scales_km(lat, lon)
+    tables = None
     if isinstance(config.encoder, EncoderSpec):
         enc = config.encoder
+    elif config.encoder == "anchors":
+        enc = EncoderSpec(kind="anchors")
     else:
         enc = encoder_spec_for(lat, lon, kind=config.encoder, n_features=config.n_features)
+    if enc.kind == "anchors":
+        tables = anchor_table(
+            lat, lon, min_count=enc.min_count, max_res=enc.max_res, per_res=enc.per_res
+        )
+        widths = tables.sigma_km if tables.res.size else np.array([enc.min_km, enc.max_km])
+        enc = dataclasses.replace(
+            enc,
+            n_features=int(tables.res.size),
+            min_km=round(float(widths.min()), 3),
+            max_km=round(float(widths.max()), 3),
+        )
     dated = _dated_fraction(obs)
     use_date = bool(dated >= 0.5) if config.use_date == "auto" else bool(config.use_date)
     if use_date and not dated:
         raise ConfigError("use_date=True but no observation has a date")
     batch = config.batch_size
     if batch == "auto":
-        batch = int(np.clip(2 ** round(math.log2(max(n / 16, 1))), 128, 2048))
+        batch = int(np.clip(2 ** round(math.log2(max(n / 16, 1))), 128, 512))
         batch = -(-batch // data_parallel) * data_parallel
     elif batch % data_parallel:
         raise ConfigError(
@@ -272,6 +329,7 @@ def resolve_config(
         round(spacing, 4),
         round(extent, 4),
         round(far_km, 4),
+        tables,
     )
 
 
@@ -356,17 +414,26 @@ class _Background:
         return tables["south"][i] + jitter[:, 0], tables["west"][i] + jitter[:, 1]
 
 
-def _far_from(lat, lon, place_lat, place_lon, km: float, max_places: int = 8000) -> np.ndarray:
+def support_places(place_lat, place_lon, km: float, max_places: int = SUPPORT_PLACES) -> np.ndarray:
+    """``(m, 2)`` lat/lon standing for the training places at a precision of ``km / 20``:
+    places merged on a grid of that size (none moves by more than 4% of ``km``), at most
+    ``max_places`` of them kept at random. Used to tell how far a place is from the data."""
+    cell = max(km / 20.0 / 111.0, 1e-3)  # degrees
+    places = np.unique(np.round(np.stack([place_lat, place_lon], 1) / cell), axis=0) * cell
+    if len(places) > max_places:
+        places = places[np.random.default_rng(0).choice(len(places), max_places, replace=False)]
+    return places.astype(np.float32)
+
+
+def _far_from(
+    lat, lon, place_lat, place_lon, km: float, max_places: int = SUPPORT_PLACES
+) -> np.ndarray:
     """Mask of points farther than ``km`` from every place.
 
     Places are first merged on a grid of ``km / 20`` (moving none by more than 4% of the
     buffer), then at most ``max_places`` of the merged places are kept at random, so the
     cost is bounded for millions of places; chunked dot products of unit vectors."""
-    cell = max(km / 20.0 / 111.0, 1e-3)  # degrees
-    places = np.unique(np.round(np.stack([place_lat, place_lon], 1) / cell), axis=0) * cell
-    if len(places) > max_places:
-        places = places[np.random.default_rng(0).choice(len(places), max_places, replace=False)]
-
+    places = support_places(place_lat, place_lon, km, max_places)
     p = unit_xyz(places[:, 0], places[:, 1]).astype(np.float32)
     cos_limit = np.cos(km / EARTH_RADIUS_KM)
     out = np.empty(len(lat), bool)
@@ -384,8 +451,9 @@ def _standardise(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _is_head(path) -> bool:
-    """The species head's kernel, in the parameters and in the optimiser's moments."""
-    return any(getattr(k, "key", None) == "head_out" for k in path)
+    """A species head's kernel (presence or observation), in the parameters and in the
+    optimiser's moments."""
+    return any(getattr(k, "key", None) in ("head_out", "head_obs") for k in path)
 
 
 def _state_shardings(state_shapes, mesh, model_parallel: int):
@@ -466,15 +534,163 @@ def train_prior(
         >>> from geoprior import load_sample, train_prior, TrainConfig
         >>> prior = train_prior(load_sample(), TrainConfig(steps=200), progress=False)  # doctest: +SKIP
     """
-    from .prior import GeoPrior  # the shell returns the prior object
-
     config = config or TrainConfig()
     data = observations
     if len(data) == 0:
         raise EmptyDataError("no observations to train on")
     mesh = make_mesh(config.model_parallel)
-    n_data = mesh.shape["data"]
-    res = resolve_config(config, data, data_parallel=n_data)
+    res = resolve_config(config, data, data_parallel=mesh.shape["data"])
+    validation = None
+    if _validates(config, data):
+        validation = _choose_steps(data, config, mesh, background)
+        res = dataclasses.replace(res, steps=validation["steps"])
+    prior = _fit(
+        data,
+        config,
+        res,
+        mesh,
+        workdir=workdir,
+        background=background,
+        progress=progress,
+        resume=resume,
+        validation=validation,
+    )
+    # per-species range thresholds (LPT, 5th percentile over at most THRESHOLD_ROWS random
+    # training presences of each species), used by range maps and rerank's "outside range"
+    # flag unless the caller chooses another rule
+    n_species = data.n_species
+    if isinstance(data, Observations):
+        presences = data[capped_rows(data.species_index, n_species, THRESHOLD_ROWS, config.seed)]
+    else:
+        presences = data.take(data.per_species_sample(THRESHOLD_ROWS, seed=config.seed))
+    prior.thresholds = compute_thresholds(prior, presences, "lpt", 5.0)
+    return prior
+
+
+def _validates(config: TrainConfig, data) -> bool:
+    """Whether the training length is chosen on held-out places (see ``validation``)."""
+    if config.validation == "none" or config.steps != "auto":
+        return False
+    if config.validation == "auto" and not (config.use_covariates and data.covariate_names):
+        return False
+    if isinstance(data, Observations) and jax.process_count() == 1:
+        return True
+    if config.validation != "auto":
+        raise ConfigError(
+            f"validation={config.validation!r} needs in-memory observations on one process; a column "
+            "store or a multi-process run trains for fixed steps (validation='none')"
+        )
+    return False
+
+
+def held_out_rows(obs: Observations, how: str, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Held-out mask for ``validation=how`` and a description of it.
+
+    ``"places"``: :data:`VALIDATION_FRACTION` of the distinct places with all their records
+    (the question a prior answers at a place nobody has recorded: a new plot beside old
+    ones, a new survey site, a test site of a presence-absence survey). ``"blocks"``: that
+    share of the occupied H3 cells of the coarsest resolution at which the data occupy at
+    least :data:`VALIDATION_MIN_BLOCKS` cells (new regions: a far stricter question).
+    """
+    places, inverse = np.unique(np.stack([obs.lat, obs.lon], 1), axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    about: dict = {"how": how, "places": len(places), "held_out": VALIDATION_FRACTION}
+    groups = np.arange(len(places))
+    if how == "blocks":
+        for r in range(16):
+            cells = np.array([h3.latlng_to_cell(a, b, r) for a, b in places], dtype=np.uint64)
+            uniq, groups = np.unique(cells, return_inverse=True)
+            if uniq.size >= VALIDATION_MIN_BLOCKS:
+                break
+        about.update(h3_res=r, blocks=int(uniq.size))
+    n_groups = int(groups.max()) + 1
+    held = np.random.default_rng(seed).random(n_groups) < VALIDATION_FRACTION
+    if n_groups < 2:
+        held[:] = False
+    elif not held.any() or held.all():
+        held[:] = np.arange(n_groups) == 0
+    return held[groups.ravel()][inverse], about
+
+
+def _choose_steps(data: Observations, config: TrainConfig, mesh, background) -> dict:
+    """Train on the data less the held-out rows, score them every ``eval_every`` steps,
+    and return the best length for the full data (scaled to its size), with the curve."""
+    t0 = time.perf_counter()
+    how = "places" if config.validation == "auto" else config.validation
+    held, about = held_out_rows(data, how, config.seed)
+    if not held.any():
+        steps = resolve_config(config, data, mesh.shape["data"]).steps
+        return {**about, "steps": steps, "skipped": "one place only: nothing to hold out"}
+    part, val = data[np.flatnonzero(~held)], data[np.flatnonzero(held)]
+    res = resolve_config(config, part, data_parallel=mesh.shape["data"])
+    monitor = _Monitor(val, config.eval_every, config.patience, config.seed)
+    _fit(
+        part,
+        config,
+        res,
+        mesh,
+        workdir=None,
+        background=background,
+        progress=False,
+        resume=False,
+        monitor=monitor,
+    )
+    best = monitor.best_step
+    return {
+        **about,
+        "steps": int(max(config.eval_every, round(best * len(data) / len(part)))),
+        "held_out_rows": len(val),
+        "best_step": int(best),
+        "curve": [[int(t), round(v, 5), round(se, 5)] for t, v, se in monitor.curve],
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+class _Monitor:
+    """The held-out score of a run every ``every`` steps; chooses the length and says when
+    to stop, by the one-standard-error rule (Breiman et al. 1984; glmnet's ``lambda.1se``):
+    the shortest run whose mean held-out loss is within one standard error of the best
+    one's, so a long plateau of gains smaller than their noise does not buy more steps."""
+
+    def __init__(self, obs: Observations, every: int, patience: int, seed: int):
+        rows = np.random.default_rng(seed).permutation(len(obs))[:VALIDATION_ROWS]
+        self.obs = obs[np.sort(rows)]
+        self.every, self.patience = every, patience
+        self.curve: list[tuple[int, float, float]] = []  # step, mean, standard error
+
+    @property
+    def best_step(self) -> int:
+        if not self.curve:
+            return self.every
+        _, low, se = min(self.curve, key=lambda c: c[1])
+        return next(t for t, mean, _ in self.curve if mean <= low + se)
+
+    def record(self, step: int, losses: np.ndarray) -> bool:
+        """Add the held-out losses (per row, or one mean); ``True`` once ``patience``
+        scores have passed since the chosen step."""
+        losses = np.asarray(losses, np.float64)
+        se = float(losses.std() / np.sqrt(losses.size)) if losses.size > 1 else 0.0
+        self.curve.append((step, float(losses.mean()), se))
+        return step - self.best_step >= self.patience * self.every
+
+
+def _fit(
+    data,
+    config: TrainConfig,
+    res: Resolved,
+    mesh,
+    *,
+    workdir,
+    background,
+    progress: bool,
+    resume: bool,
+    validation: dict | None = None,
+    monitor: _Monitor | None = None,
+):
+    """One training run of ``res.steps`` steps (fewer when ``monitor`` says stop); the
+    prior without thresholds."""
+    from .prior import GeoPrior  # the shell returns the prior object
+
     in_memory = isinstance(data, Observations)
     use_cov = config.use_covariates and bool(data.covariate_names)
     cov_mean = cov_std = None
@@ -491,15 +707,25 @@ def train_prior(
     n_species = data.n_species
     mp = config.model_parallel
     padded = -(-n_species // mp) * mp  # the head splits evenly over "model"
-    model = GeoNet(padded, config.model)
-    freqs = res.encoder.frequencies()
+    two_heads = config.loss == "joint"
+    model = GeoNet(padded, config.model, observation_head=two_heads)
+    enc_tables = res.tables if res.encoder.kind == "anchors" else res.encoder.frequencies()
     place_lat, place_lon = _places(data)
     bg = _Background(
         "target" if use_cov else res.background, res.bbox, place_lat, place_lon, res.far_km
     )
+    # scale dropout: a row keeps the anchors of resolutions below its cutoff (all: top)
+    anchored = res.encoder.kind == "anchors" and res.tables.res.size
+    top = int(res.tables.res.max()) + 1 if anchored else 0
+    scale_dropout = config.scale_dropout if top else 0.0
 
-    def features(lat, lon, doy, c):
-        return encode_inputs(res.encoder, freqs, lat, lon, doy, c)
+    def features(lat, lon, doy, c, key=None):
+        cutoff = None
+        if key is not None and scale_dropout:
+            k1, k2 = jax.random.split(key)
+            cut = jax.random.randint(k1, lat.shape, 0, top)
+            cutoff = jnp.where(jax.random.bernoulli(k2, scale_dropout, lat.shape), cut, top)
+        return encode_inputs(res.encoder, enc_tables, lat, lon, doy, c, cutoff)
 
     schedule = optax.warmup_cosine_decay_schedule(
         0.0,
@@ -520,15 +746,20 @@ def train_prior(
     loss_kind = config.loss
     pos_weight = res.pos_weight
 
-    def loss_fn(params, b, tables, key):
-        k_bg, k_drop, k_drop_bg, k_neg, k_do1, k_do2, k_bgd = jax.random.split(key, 7)
+    def loss_fn(params, b, tables, key, train: bool = True):
+        k_bg, k_drop, k_drop_bg, k_neg, k_do1, k_do2, k_bgd, k_sc1, k_sc2 = jax.random.split(key, 9)
         labels = b["species"]
         doy = b.get("doy")
-        if doy is not None:
+        if doy is not None and train:
             doy = jnp.where(jax.random.bernoulli(k_drop, date_dropout, doy.shape), jnp.nan, doy)
-        x = features(b["lat"], b["lon"], doy, b.get("cov"))
+        x = features(b["lat"], b["lon"], doy, b.get("cov"), k_sc1 if train else None)
         variables = {"params": params}
-        emb = model.apply(variables, x, True, method=GeoNet.embed, rngs={"dropout": k_do1})
+        emb = model.apply(variables, x, train, method=GeoNet.embed, rngs={"dropout": k_do1})
+        if not train and loss_kind in ("maxent", "joint"):
+            # validation scores the observation head: each held-out row's log-loss
+            logits = model.apply(variables, emb, loss_kind == "joint", method=GeoNet.head)
+            logp = jax.nn.log_softmax(jnp.where(jnp.arange(padded) < n_species, logits, -jnp.inf))
+            return -jnp.take_along_axis(logp, labels[:, None], 1)[:, 0]
         if loss_kind == "maxent":
             return maxent(model.apply(variables, emb, method=GeoNet.head), labels, n_species)
         b_lat, b_lon, from_target = bg.sample(tables, k_bg, batch, b)
@@ -536,23 +767,29 @@ def train_prior(
         if doy is not None:
             rand_doy = jax.random.uniform(k_bgd, b_lat.shape, minval=1.0, maxval=366.0)
             b_doy = jnp.where(from_target, b["bg_doy"], rand_doy) if "bg_doy" in b else rand_doy
-            b_doy = jnp.where(
-                jax.random.bernoulli(k_drop_bg, date_dropout, b_doy.shape), jnp.nan, b_doy
-            )
+            if train:
+                b_doy = jnp.where(
+                    jax.random.bernoulli(k_drop_bg, date_dropout, b_doy.shape), jnp.nan, b_doy
+                )
         emb_bg = model.apply(
             variables,
-            features(b_lat, b_lon, b_doy, b.get("bg_cov")),
-            True,
+            features(b_lat, b_lon, b_doy, b.get("bg_cov"), k_sc2 if train else None),
+            train,
             method=GeoNet.embed,
             rngs={"dropout": k_do2},
         )
-        if loss_kind == "an_full":
-            return an_full(
+        if loss_kind in ("an_full", "joint"):
+            presence = an_full(
                 model.apply(variables, emb, method=GeoNet.head),
                 model.apply(variables, emb_bg, method=GeoNet.head),
                 labels,
                 pos_weight,
                 n_species,
+            )
+            if loss_kind == "an_full":
+                return presence
+            return presence + maxent(
+                model.apply(variables, emb, True, method=GeoNet.head), labels, n_species
             )
         neg = (labels + jax.random.randint(k_neg, labels.shape, 1, n_species)) % n_species
         cols = jnp.stack([labels, neg], 1)
@@ -563,7 +800,9 @@ def train_prior(
     def init_state():
         # initialise the real head, then pad it with zero columns (which the losses
         # ignore), so the weights do not depend on how the head is split
-        params = GeoNet(n_species, config.model).init(init_key, jnp.zeros((1, in_dim)))["params"]
+        params = GeoNet(n_species, config.model, observation_head=two_heads).init(
+            init_key, jnp.zeros((1, in_dim))
+        )["params"]
         params = jax.tree_util.tree_map_with_path(
             lambda path, x: (
                 jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, padded - n_species)])
@@ -603,7 +842,36 @@ def train_prior(
             )
         return put_batch(b, batch_sharding, batch)
 
+    val_batches, eval_loss = [], None
+    if monitor is not None:
+        val_rows = MemoryRows(
+            monitor.obs,
+            0,
+            len(monitor.obs),
+            use_date=res.use_date,
+            cov_mean=cov_mean if use_cov else None,
+            cov_std=cov_std if use_cov else None,
+            extra=background,
+        )
+        val_plan = PermutationPlan(
+            val_rows.species, n_species, None, config.seed + 1, batch, 0, val_rows.n_pool
+        )
+        for i in range(max(1, len(monitor.obs) // batch)):
+            b = val_rows.take(val_plan.rows(i))
+            if need_bg_rows:
+                b.update(
+                    {
+                        "bg_" + k: v
+                        for k, v in val_rows.take_background(val_plan.background_rows(i)).items()
+                    }
+                )
+            val_batches.append(put_batch(b, batch_sharding, batch))
+        eval_key = jax.random.fold_in(key, 2**31 - 1)  # no training step uses it
+        eval_loss = jax.jit(lambda p, b, t: loss_fn(p, b, t, eval_key, train=False))
+
     header = _run_header(config, res, data, use_cov)
+    if validation is not None:
+        header["validation"] = validation
     start = 0
     if workdir is not None:
         workdir = Path(workdir)
@@ -660,45 +928,51 @@ def train_prior(
                 bar.update(step + 1 - bar.n)
         if checkpoint_due:
             _save_checkpoint(workdir, state, header, losses[: step + 1])
+        if monitor is not None and (step + 1) % monitor.every == 0:
+            if recent:
+                vals = np.asarray(to_host(recent), np.float32)
+                losses[step + 1 - len(vals) : step + 1] = vals
+                recent = []
+            scores = [np.ravel(np.asarray(eval_loss(state.params, b, tables))) for b in val_batches]
+            if monitor.record(step + 1, np.concatenate(scores)):
+                losses = losses[: step + 1]
+                break
     params = to_host(state.params)
     if bar is not None:
         bar.close()
     timing = {
-        "steps": res.steps - start,
+        "steps": len(losses) - start,
         "seconds": round(time.perf_counter() - t0, 3),
         "devices": int(mesh.size),
         "processes": jax.process_count(),
         "platform": jax.devices()[0].platform,
     }
-    if t_first is not None and res.steps - start > 1:
-        timing["seconds_per_step"] = (time.perf_counter() - t_first) / (res.steps - start - 1)
+    if t_first is not None and len(losses) - start > 1:
+        timing["seconds_per_step"] = (time.perf_counter() - t_first) / (len(losses) - start - 1)
     if padded != n_species:  # drop the padding columns of the species head
         params = jax.tree_util.tree_map_with_path(
             lambda path, x: x[..., :n_species] if _is_head(path) else x, params
         )
-    prior = GeoPrior(
+    return GeoPrior(
         species=data.species,
         params=params,
         header={**header, "training": timing},
         cov_mean=cov_mean,
         cov_std=cov_std,
         loss_curve=losses,
+        anchors=res.tables,
+        support=support_places(place_lat, place_lon, res.far_km),
     )
-    # per-species range thresholds (LPT, 5th percentile over at most THRESHOLD_ROWS random
-    # training presences of each species), used by range maps and rerank's "outside range"
-    # flag unless the caller chooses another rule
-    if in_memory:
-        presences = data[capped_rows(data.species_index, n_species, THRESHOLD_ROWS, config.seed)]
-    else:
-        presences = data.take(data.per_species_sample(THRESHOLD_ROWS, seed=config.seed))
-    prior.thresholds = compute_thresholds(prior, presences, "lpt", 5.0)
-    return prior
 
 
 def _run_header(config: TrainConfig, res: Resolved, obs, use_cov: bool) -> dict:
     return {
         "config": config.to_dict(),
-        "resolved": {**dataclasses.asdict(res), "encoder": res.encoder.to_dict()},
+        "resolved": {
+            **{f.name: getattr(res, f.name) for f in dataclasses.fields(res) if f.name != "tables"},
+            "bbox": list(res.bbox),
+            "encoder": res.encoder.to_dict(),
+        },
         "n_species": obs.n_species,
         "n_observations": len(obs),
         "covariates": list(obs.covariate_names) if use_cov else [],

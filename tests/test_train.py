@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from conftest import REGIONS, small_config
 
-from geoprior import ConfigError, OutputExistsError, PriorFileError, TrainConfig, train_prior
+from geoprior import (
+    ConfigError,
+    Observations,
+    OutputExistsError,
+    PriorFileError,
+    TrainConfig,
+    train_prior,
+)
 from geoprior.train import resolve_config
 
 
@@ -105,10 +112,15 @@ def test_auto_config_adapts_to_extent(synthetic_obs):
     regional = Observations.from_arrays(
         45 + rng.uniform(0, 0.5, 2000), 7 + rng.uniform(0, 0.5, 2000), rng.choice(["a", "b"], 2000)
     )
+    fourier = TrainConfig(encoder="fourier")
+    f_global, f_local = resolve_config(fourier, synthetic_obs), resolve_config(fourier, regional)
+    assert f_local.encoder.max_km < f_global.encoder.max_km / 10
+    assert f_local.encoder.min_km < f_global.encoder.min_km
     r_global = resolve_config(TrainConfig(), synthetic_obs)
     r_local = resolve_config(TrainConfig(), regional)
-    assert r_local.encoder.max_km < r_global.encoder.max_km / 10
-    assert r_local.encoder.min_km < r_global.encoder.min_km
+    # anchors: the dense regional data support finer cells than the scattered global data
+    assert r_local.encoder.kind == "anchors" and r_local.encoder.min_km < r_global.encoder.min_km
+    assert r_local.encoder.n_features == r_local.tables.res.size
     assert r_local.batch_size == 128 and r_global.batch_size == 128
     assert r_local.use_date is False and r_global.use_date is True
     assert r_local.pos_weight == 2.0
@@ -265,3 +277,87 @@ def test_broken_checkpoint_says_what_to_do(synthetic_obs, tmp_path, damage):
         train_prior(synthetic_obs, RESUME_CFG, tmp_path, progress=False, resume=True)
     assert str(file) in str(e.value) and "delete it" in str(e.value)
     assert "without --resume" in str(e.value)
+
+
+def test_validation_chooses_the_length_on_held_out_places(synthetic_obs):
+    config = small_config(
+        steps="auto", max_steps=400, eval_every=20, patience=3, validation="places"
+    )
+    prior = train_prior(synthetic_obs, config, progress=False)
+    v = prior.header["validation"]
+    assert v["how"] == "places" and v["held_out_rows"] > 0
+    assert v["curve"] and v["steps"] == prior.header["resolved"]["steps"]
+    assert prior.header["training"]["steps"] == v["steps"]
+    # the chosen length is within one standard error of the best score, and no later
+    _, low, se = min(v["curve"], key=lambda c: c[1])
+    chosen = next(c for c in v["curve"] if c[1] <= low + se)
+    assert v["best_step"] == chosen[0]
+    none = train_prior(synthetic_obs, small_config(validation="none"), progress=False)
+    assert "validation" not in none.header
+
+
+def test_auto_validation_runs_when_the_network_takes_covariates(synthetic_obs):
+    from geoprior.train import _validates
+
+    rng = np.random.default_rng(0)
+    cov = Observations.from_arrays(
+        synthetic_obs.lat,
+        synthetic_obs.lon,
+        synthetic_obs.species_names,
+        covariates=rng.normal(size=(len(synthetic_obs), 2)),
+        covariate_names=["t", "r"],
+    )
+    auto = TrainConfig()
+    assert _validates(auto, cov) and not _validates(auto, synthetic_obs)
+    assert not _validates(TrainConfig(use_covariates=False), cov)
+    assert not _validates(TrainConfig(steps=10), cov)
+    assert _validates(TrainConfig(validation="places"), synthetic_obs)
+
+
+def test_held_out_places_keep_all_their_records():
+    from geoprior.train import held_out_rows
+
+    rng = np.random.default_rng(1)
+    places = rng.uniform(-50, 50, (200, 2))
+    pick = rng.integers(0, 200, 3000)
+    obs = Observations.from_arrays(
+        places[pick, 0], places[pick, 1], rng.choice(["a", "b", "c"], 3000)
+    )
+    for how in ("places", "blocks"):
+        held, about = held_out_rows(obs, how)
+        assert 0 < held.mean() < 0.5 and about["how"] == how
+        for p in np.unique(pick):  # a place is held out whole or not at all
+            assert held[pick == p].all() or not held[pick == p].any()
+    one = Observations.from_arrays([1.0] * 5, [2.0] * 5, ["a"] * 5)
+    assert not held_out_rows(one, "places")[0].any()
+
+
+def test_monitor_one_standard_error_rule():
+    from geoprior.train import _Monitor
+
+    obs = Observations.from_arrays([1.0, 2.0], [1.0, 2.0], ["a", "b"])
+    m = _Monitor(obs, every=10, patience=2, seed=0)
+    noise = np.random.default_rng(0).normal(0, 1, 400)
+    assert not m.record(10, 3.0 + noise)
+    assert not m.record(20, 2.0 + noise)
+    assert not m.record(30, 1.99 + noise)  # a gain far below its standard error
+    assert m.best_step == 20
+    assert m.record(40, 1.98 + noise)  # two scores since the chosen step: stop
+
+
+def test_joint_loss_trains_both_heads(trained_prior, synthetic_obs):
+    assert trained_prior.loss == "joint"
+    assert trained_prior.outputs == ("observation", "presence")
+    obs = trained_prior.predict(synthetic_obs.lat[:50], synthetic_obs.lon[:50])
+    np.testing.assert_allclose(obs.sum(1), 1.0, rtol=1e-5)
+    pres = trained_prior.predict(synthetic_obs.lat[:50], synthetic_obs.lon[:50], output="presence")
+    assert pres.sum(1).max() > 1.0 or not np.allclose(pres.sum(1), 1.0)
+    idx = synthetic_obs.with_vocabulary(trained_prior.species).species_index[:50]
+    for p in (obs, pres):  # both heads rank the recorded species high where it was recorded
+        assert (p.argmax(1) == idx).mean() > 0.5
+    with pytest.raises(ConfigError, match="output must be one of"):
+        trained_prior.predict([0.0], [0.0], output="abundance")
+    with pytest.raises(ConfigError, match="scale_dropout"):
+        TrainConfig(scale_dropout=1.5)
+    with pytest.raises(ConfigError, match="validation"):
+        TrainConfig(validation="folds")
