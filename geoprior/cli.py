@@ -310,10 +310,35 @@ def convert(sources, output, covariates, on_invalid, chunk_rows, seed, encoding,
     show_default=True,
 )
 def predict(prior, lat, lon, date, k, fmt):
-    """The K most likely species at a place (and date)."""
+    """The K most likely species at a place (and date).
+
+    ``prob`` is the probability that an observation made there (then) is of the species:
+    the species' share of what is recorded there, summing to 1 over all species. A prior
+    with a presence output adds ``presence``, the probability that the species occurs
+    there at all, and ``outside_extent``, true beyond the training data's extent (a
+    warning on stderr says how far)."""
     from .store import load_prior
 
-    frame = load_prior(prior).top_k(lat, lon, date, k=k).drop(columns="row")
+    loaded = load_prior(prior)
+    frame = loaded.top_k(lat, lon, date, k=k).drop(columns="row")
+    when = f" on {date}" if date else " (any date)"
+    meaning = f"prob: the probability that an observation made here{when} is of the species"
+    outputs = getattr(loaded, "outputs", ())
+    if "presence" in outputs and "observation" in outputs:
+        frame["presence"] = loaded.predict(
+            lat, lon, date, species=frame["species"].tolist(), output="presence"
+        )[0]
+        meaning += "; presence: the probability that the species occurs here"
+        far, km = loaded.far_km, float(loaded.distance_km(lat, lon)[0])
+        frame["outside_extent"] = far is not None and km > far
+        if far is not None and km > far:
+            click.echo(
+                f"warning: ({lat}, {lon}) is {km:,.0f} km from the nearest training place, "
+                f"beyond the prior's extent of {far:,.0f} km: presence fades toward 0 and "
+                "the ranking is extrapolation",
+                err=True,
+            )
+    click.echo(meaning, err=True)
     if fmt == "csv":
         click.echo(frame.to_csv(index=False), nl=False)
     elif fmt == "json":

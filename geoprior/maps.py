@@ -181,7 +181,7 @@ def _predict_cells(prior, grid: CellGrid, cols: np.ndarray, when) -> np.ndarray:
     step = max(1, _CHUNK_VALUES // max(1, width))
     for a in range(0, len(grid), step):
         sl = slice(a, a + step)
-        out[sl] = predict_columns(prior, grid.lat[sl], grid.lon[sl], when, cols)
+        out[sl] = predict_columns(prior, grid.lat[sl], grid.lon[sl], when, cols, output="presence")
     return out
 
 
@@ -457,7 +457,9 @@ def write_all_species(
             chunks = range(0, len(grid), step)
             for a in tqdm(chunks, disable=not progress, unit="chunk", desc="range maps"):
                 part = grid.take(slice(a, a + step))
-                probs = np.asarray(prior.predict(part.lat, part.lon, when), np.float32)
+                probs = predict_columns(
+                    prior, part.lat, part.lon, when, np.arange(s), output="presence"
+                )
                 in_range = probs >= thresholds[None, :]
                 if in_range_only:  # species by species, cells in order
                     sp, cell = np.nonzero(in_range.T)

@@ -1,5 +1,14 @@
 """GeoPrior: a trained prior — predict, top-k, save and load.
 
+A prior trained with the default ``joint`` loss has two outputs (``GeoPrior.outputs``):
+
+- ``"observation"``: p(species | an observation is made here, then) — rows sum to 1. What
+  ranking, species lists, ``top_k`` and fusion use (Bayes' rule multiplies a classifier's
+  output by it), and what ``predict`` returns by default, like every other prior.
+- ``"presence"``: one probability per species that it occurs here (rows do not sum to 1).
+  What range maps and thresholds use. It fades to 0 beyond the training extent
+  (``header["resolved"]["far_km"]`` from every training place; see :meth:`GeoPrior.outside`).
+
 ``GeoPrior.predict(lat, lon, date=None)`` returns an ``(n, S)`` array of probabilities. The
 network and its sigmoid (or softmax) run in one compiled call per batch of rows, so the
 host holds only the output; ``species_chunk`` also bounds the device to ``batch x chunk``
@@ -24,7 +33,7 @@ import pandas as pd
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .encoding import EncoderSpec, encode_inputs
+from .encoding import EARTH_RADIUS_KM, AnchorTable, EncoderSpec, encode_inputs, xyz
 from .errors import ClassMismatchError, ConfigError, NonFiniteError, UnknownSpeciesError
 from .losses import LOSSES
 from .model import GeoNet, ModelConfig
@@ -39,6 +48,7 @@ _KIND = "GeoPrior"
 _BATCH = 8192
 #: The last batch of a long query is padded to a multiple of this many rows.
 _ROW_STEP = 256
+OUTPUTS = ("observation", "presence")
 
 
 class _Scorers(NamedTuple):
@@ -50,6 +60,8 @@ class _Scorers(NamedTuple):
     embed: Callable
     normaliser: Callable
     columns: Callable
+    log_fade: Callable | None  # presence beyond the extent (None: nothing fades)
+    distance: Callable | None  # km to the nearest training place
 
 
 class _RowSplit:
@@ -119,8 +131,12 @@ class GeoPrior:
         cov_std=None,
         loss_curve=None,
         thresholds=None,
+        anchors: AnchorTable | None = None,
+        support=None,
     ):
         self._species = tuple(species)
+        self.anchors = anchors
+        self.support = None if support is None else np.asarray(support, np.float32)
         self.params = params
         self.header = header
         self.cov_mean = None if cov_mean is None else np.asarray(cov_mean, np.float32)
@@ -149,6 +165,49 @@ class GeoPrior:
     def loss(self) -> str:
         return self.header["config"]["loss"]
 
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """What :meth:`predict` can return: ``"observation"`` (rows sum to 1) and/or
+        ``"presence"``; the first is the default."""
+        return {"joint": OUTPUTS, "maxent": OUTPUTS[:1]}.get(self.loss, OUTPUTS[1:])
+
+    @property
+    def far_km(self) -> float | None:
+        """Beyond this distance from every training place a query is outside the extent."""
+        return self.header["resolved"].get("far_km") if self.support is not None else None
+
+    def _output(self, output: str | None) -> str:
+        if output is None:
+            return self.outputs[0]
+        if output not in self.outputs:
+            raise ConfigError(
+                f"output must be one of {self.outputs} for this prior (loss {self.loss!r}), "
+                f"got {output!r}"
+            )
+        return output
+
+    def distance_km(self, lat, lon) -> np.ndarray:
+        """Great-circle km from each place to the nearest training place (as kept in
+        :attr:`support`, merged at ``far_km / 20``); NaN when the prior keeps none."""
+        lat, lon, _ = prepare_query(lat, lon, None)
+        if self.support is None:
+            return np.full(lat.size, np.nan, np.float32)
+        out = np.empty(lat.size, np.float32)
+        for a in range(0, lat.size, _BATCH):
+            out[a : a + _BATCH] = np.asarray(
+                self._scorers(OUTPUTS[1]).distance(lat[a : a + _BATCH], lon[a : a + _BATCH])
+            )
+        return out
+
+    def outside(self, lat, lon) -> np.ndarray:
+        """``True`` where a place is farther than :attr:`far_km` from every training place:
+        there the presence output has faded toward 0 and the observation output is the
+        network's extrapolation, not data."""
+        far = self.far_km
+        if far is None:
+            return np.zeros(np.size(lat), bool)
+        return self.distance_km(lat, lon) > far
+
     @cached_property
     def encoder(self) -> EncoderSpec:
         return EncoderSpec(**self.header["resolved"]["encoder"])
@@ -164,43 +223,81 @@ class GeoPrior:
         )
 
     # --------------------------------------------------------------- predict
+    def _scorers(self, output: str) -> _Scorers:
+        """The jitted core of one output, built once per prior and output (each compiles
+        once per input shape)."""
+        if output not in self._built:
+            self._built[output] = self._build(output)
+        return self._built[output]
+
     @cached_property
-    def _scorers(self) -> _Scorers:
-        """The jitted core, built once per prior (each compiles once per input shape)."""
-        model = GeoNet(self.n_species, ModelConfig(**self.header["config"]["model"]))
-        spec, freqs = self.encoder, self.encoder.frequencies()
-        uses_date, maxent = self.uses_date, self.loss == "maxent"
+    def _built(self) -> dict:
+        return {}
+
+    def _build(self, output: str) -> _Scorers:
+        model = GeoNet(
+            self.n_species,
+            ModelConfig(**self.header["config"]["model"]),
+            observation_head=self.loss == "joint",
+        )
+        spec = self.encoder
+        tables = self.anchors if spec.kind == "anchors" else spec.frequencies()
+        uses_date = self.uses_date
+        softmax = output == "observation"
+        obs_head = softmax and self.loss == "joint"
+        support = None if self.support is None else xyz(self.support[:, 0], self.support[:, 1])
+        far = self.far_km
+
+        def distance(lat, lon):
+            cos = jnp.max(xyz(lat, lon) @ support.T, axis=-1)
+            return EARTH_RADIUS_KM * jnp.arccos(jnp.clip(cos, -1.0, 1.0))
+
+        def log_fade(lat, lon):
+            """0 within ``far_km`` of the data, then a Gaussian fall-off of scale far_km."""
+            if support is None or softmax:
+                return 0.0
+            beyond = jnp.maximum(distance(lat, lon) - far, 0.0) / far
+            return (-0.5 * beyond**2)[:, None]
+
+        def activate(logits, fade, log):
+            if softmax:
+                return logits if log else jnp.exp(logits)
+            out = jax.nn.log_sigmoid(logits) + fade
+            return out if log else jnp.exp(out)
 
         def embed(params, lat, lon, doy, cov):
-            x = encode_inputs(spec, freqs, lat, lon, doy if uses_date else None, cov)
+            x = encode_inputs(spec, tables, lat, lon, doy if uses_date else None, cov)
             return model.apply({"params": params}, x, method=GeoNet.embed)
 
         def every(params, lat, lon, doy, cov, log):
             logits = model.apply(
-                {"params": params}, embed(params, lat, lon, doy, cov), method=GeoNet.head
+                {"params": params}, embed(params, lat, lon, doy, cov), obs_head, method=GeoNet.head
             )
-            if maxent:
-                return jax.nn.log_softmax(logits, -1) if log else jax.nn.softmax(logits, -1)
-            return jax.nn.log_sigmoid(logits) if log else jax.nn.sigmoid(logits)
+            if softmax:
+                logits = jax.nn.log_softmax(logits, -1)
+            return activate(logits, log_fade(lat, lon), log)
 
         def normaliser(params, emb, cols, valid, lse):
-            logits = model.apply({"params": params}, emb, cols, method=GeoNet.fixed_columns)
+            logits = model.apply(
+                {"params": params}, emb, cols, obs_head, method=GeoNet.fixed_columns
+            )
             logits = jnp.where(jnp.arange(cols.size) < valid, logits, -jnp.inf)
             return jnp.logaddexp(lse, jax.nn.logsumexp(logits, -1))
 
-        def columns(params, emb, cols, lse, log):
+        def columns(params, emb, cols, lse, fade, log):
             method = GeoNet.fixed_columns if cols.ndim == 1 else GeoNet.head_columns
-            logits = model.apply({"params": params}, emb, cols, method=method)
-            if maxent:
-                out = logits - lse[:, None]
-                return out if log else jnp.exp(out)
-            return jax.nn.log_sigmoid(logits) if log else jax.nn.sigmoid(logits)
+            logits = model.apply({"params": params}, emb, cols, obs_head, method=method)
+            if softmax:
+                logits = logits - lse[:, None]
+            return activate(logits, fade, log)
 
         return _Scorers(
             jax.jit(every, static_argnames="log"),
             jax.jit(embed),
             jax.jit(normaliser),
             jax.jit(columns, static_argnames="log"),
+            jax.jit(log_fade) if support is not None and not softmax else None,
+            jax.jit(distance) if support is not None else None,
         )
 
     def predict(
@@ -213,9 +310,12 @@ class GeoPrior:
         covariates=None,
         batch_size: int = _BATCH,
         species_chunk: int | None = None,
+        output: str | None = None,
     ) -> np.ndarray:
-        """Probabilities ``(n, S)``: of presence (assume-negative losses) or of being the
-        species observed (``maxent``: full rows sum to 1).
+        """Probabilities ``(n, S)`` of ``output`` (one of :attr:`outputs`; default the first):
+        ``"observation"``, the species an observation here would be of (full rows sum to
+        1), or ``"presence"``, each species' own probability of occurring here (fading to
+        0 beyond the training extent, see :meth:`outside`).
 
         The sigmoid (or softmax) is taken on the device in the same compiled call as the
         network; the float32 result is the only array of its size on the host.
@@ -239,13 +339,16 @@ class GeoPrior:
                 bounds it to ``batch_size x species_chunk``; the embedding of a batch is
                 computed once and reused for every chunk (``maxent`` computes the logits
                 twice: once for the normaliser, once for the output).
+            output: ``"observation"`` or ``"presence"`` (see :attr:`outputs`).
 
         >>> prior.predict([44.06], [-71.31], "2021-06-14").shape  # doctest: +SKIP
         (1, 531)
         >>> prior.predict([44.06], [-71.31], species=["Setophaga virens"])  # doctest: +SKIP
         array([[0.83]], dtype=float32)
         """
-        return self._score(lat, lon, date, species, covariates, batch_size, species_chunk, False)
+        return self._score(
+            lat, lon, date, species, covariates, batch_size, species_chunk, False, output
+        )
 
     def log_prob(
         self,
@@ -257,6 +360,7 @@ class GeoPrior:
         covariates=None,
         batch_size: int = _BATCH,
         species_chunk: int | None = None,
+        output: str | None = None,
     ) -> np.ndarray:
         """Log of :meth:`predict` (log-sigmoid or log-softmax on the device, computed stably);
         same arguments.
@@ -264,23 +368,28 @@ class GeoPrior:
         >>> prior.log_prob([44.06], [-71.31]).max() <= 0  # doctest: +SKIP
         True
         """
-        return self._score(lat, lon, date, species, covariates, batch_size, species_chunk, True)
+        return self._score(
+            lat, lon, date, species, covariates, batch_size, species_chunk, True, output
+        )
 
-    def _score(self, lat, lon, date, species, covariates, batch_size, species_chunk, log):
+    def _score(self, lat, lon, date, species, covariates, batch_size, species_chunk, log, output):
         n, k, blocks = self._blocks(
-            lat, lon, date, species, covariates, batch_size, species_chunk, log
+            lat, lon, date, species, covariates, batch_size, species_chunk, log, output
         )
         out = np.empty((n, k), np.float32)
         for rows, m, a, w, block in blocks:
             out[rows, a : a + w] = np.asarray(block)[:m, :w]
         return out
 
-    def _blocks(self, lat, lon, date, species, covariates, batch_size, species_chunk, log):
+    def _blocks(
+        self, lat, lon, date, species, covariates, batch_size, species_chunk, log, output=None
+    ):
         """Validate a query and return ``(n, k, blocks)``: ``n`` places, ``k`` columns, and an
         iterator of the result on the device, a block at a time, as ``(rows, m, a, w,
         block)``: the first ``m`` rows and ``w`` columns of ``block`` are rows ``rows`` and
         columns ``a:a + w`` of the ``(n, k)`` result (with ``species_chunk=None`` each block
         holds every column)."""
+        output = self._output(output)
         lat, lon, dates = prepare_query(lat, lon, date)
         n = lat.size
         cov = self._check_covariates(covariates, n)
@@ -296,7 +405,8 @@ class GeoPrior:
         if cols is None and chunk < k:
             cols = every
         doy = day_of_year(dates).astype(np.float32)
-        fns = self._scorers
+        fns = self._scorers(output)
+        softmax = output == "observation"
         params, split = _on_local_devices(self.params)
 
         def blocks():
@@ -311,18 +421,18 @@ class GeoPrior:
                     yield sl, m, 0, k, fns.every(params, *rows, c, log=log)
                     continue
                 emb = fns.embed(params, *rows, c)
-                maxent = self.loss == "maxent"
-                lse = self._normaliser(emb, species_chunk, params) if maxent else None
+                lse = self._normaliser(fns, emb, species_chunk, params) if softmax else None
+                fade = 0.0 if fns.log_fade is None else fns.log_fade(rows[0], rows[1])
                 own = cols if cols.ndim == 1 else split(_pad(cols[sl], 0, pad))
                 for a in range(0, k, chunk):
                     block = own[..., a : a + chunk]
                     w = block.shape[-1]
-                    res = fns.columns(params, emb, _pad(block, -1, chunk - w), lse, log=log)
+                    res = fns.columns(params, emb, _pad(block, -1, chunk - w), lse, fade, log=log)
                     yield sl, m, a, w, res
 
         return n, k, blocks()
 
-    def _normaliser(self, emb, species_chunk, params):
+    def _normaliser(self, fns, emb, species_chunk, params):
         """log-sum-exp of every species' logit per row, ``species_chunk`` columns a call."""
         s = self.n_species
         chunk = s if species_chunk is None else min(s, int(species_chunk))
@@ -330,9 +440,7 @@ class GeoPrior:
         lse = jnp.full(emb.shape[0], -jnp.inf, jnp.float32)
         for a in range(0, s, chunk):
             block = every[a : a + chunk]
-            lse = self._scorers.normaliser(
-                params, emb, _pad(block, 0, chunk - block.size), block.size, lse
-            )
+            lse = fns.normaliser(params, emb, _pad(block, 0, chunk - block.size), block.size, lse)
         return lse
 
     def _species_columns(self, species, n: int) -> np.ndarray | None:
@@ -427,10 +535,12 @@ class GeoPrior:
         species: Sequence[str] | None = None,
         covariates=None,
         batch_size: int = _BATCH,
+        output: str | None = None,
     ) -> pd.DataFrame:
         """The ``k`` most likely species at each place: a DataFrame with columns
         ``row, rank, species, prob`` (``rank`` 1 is the most likely; ties keep the species
-        order).
+        order). ``prob`` is ``output`` (default the first of :attr:`outputs`: for a
+        two-output prior, the observation probability, whose full rows sum to 1).
 
         ``species`` restricts the ranking to those names (unknown names raise
         :class:`~geoprior.UnknownSpeciesError` with close matches). The ranking is taken on
@@ -448,7 +558,7 @@ class GeoPrior:
             names = tuple(names[i] for i in cols)
             species = cols
         n, width, blocks = self._blocks(
-            lat, lon, date, species, covariates, batch_size, None, False
+            lat, lon, date, species, covariates, batch_size, None, False, output
         )
         k = min(k, width)
         probs, top = np.empty((n, k), np.float32), np.empty((n, k), np.int32)
@@ -464,10 +574,12 @@ class GeoPrior:
             f"params/{k}": np.asarray(v)
             for k, v in traverse_util.flatten_dict(jax.device_get(self.params), sep="/").items()
         }
-        for name in ("cov_mean", "cov_std", "loss_curve", "thresholds"):
+        for name in ("cov_mean", "cov_std", "loss_curve", "thresholds", "support"):
             value = getattr(self, name)
             if value is not None:
                 arrays[name] = value
+        if self.anchors is not None:
+            arrays.update({f"anchors/{k}": v for k, v in self.anchors._asdict().items()})
         header = dict(self.header, species=list(self.species))
         return save_folder(path, _KIND, header, arrays, overwrite=overwrite)
 
@@ -482,19 +594,24 @@ def scores_columns(prior) -> bool:
     return "species" in inspect.signature(prior.predict).parameters
 
 
-def predict_columns(prior, lat, lon, date, columns, *, covariates=None) -> np.ndarray:
+def predict_columns(
+    prior, lat, lon, date, columns, *, covariates=None, output: str | None = None
+) -> np.ndarray:
     """Probabilities of chosen columns of any :class:`Prior`, float32.
 
     ``columns`` are int indices into ``prior.species``: ``(k,)`` the same for every row
     (returns ``(n, k)``) or ``(n, k)`` each row's own. A prior whose ``predict`` takes
     ``species=`` (a :class:`GeoPrior`) scores only those columns; any other predicts every
-    species and keeps them.
+    species and keeps them. ``output`` is asked of a prior that has it (range maps and
+    thresholds ask for ``"presence"``); other priors answer with their one output.
 
     >>> predict_columns(prior, [44.0], [-71.3], None, np.array([0, 2])).shape  # doctest: +SKIP
     (1, 2)
     """
     cols = np.asarray(columns)
     extra = {} if covariates is None else {"covariates": covariates}
+    if output is not None and output in getattr(prior, "outputs", ()):
+        extra["output"] = output
     if scores_columns(prior):
         return np.asarray(prior.predict(lat, lon, date, species=cols, **extra), np.float32)
     probs = np.asarray(prior.predict(lat, lon, date, **extra), np.float32)
@@ -541,7 +658,11 @@ def _saved_arrays(header: dict) -> dict[str, ArraySpec]:
     date_dim = 3 if resolved["use_date"] else 0
     in_dim = EncoderSpec(**resolved["encoder"]).dim() + date_dim + n_cov
     shapes = jax.eval_shape(
-        GeoNet(n_species, ModelConfig(**header["config"]["model"])).init,
+        GeoNet(
+            n_species,
+            ModelConfig(**header["config"]["model"]),
+            observation_head=header["config"]["loss"] == "joint",
+        ).init,
         jax.random.key(0),
         jax.ShapeDtypeStruct((1, in_dim), jnp.float32),
     )["params"]
@@ -553,6 +674,12 @@ def _saved_arrays(header: dict) -> dict[str, ArraySpec]:
         specs[name] = ArraySpec((n_cov,), optional=not n_cov)
     specs["loss_curve"] = ArraySpec((None,), optional=True)
     specs["thresholds"] = ArraySpec((n_species,), finite=False, optional=True)  # NaN: no data
+    specs["support"] = ArraySpec((None, 2), optional=True)
+    if resolved["encoder"].get("kind") == "anchors":
+        a = resolved["encoder"]["n_features"]
+        specs["anchors/xyz"] = ArraySpec((a, 3))
+        specs["anchors/sigma_km"] = ArraySpec((a,), min=1e-9)
+        specs["anchors/res"] = ArraySpec((a,), kind="i", min=0)
     return specs
 
 
@@ -579,6 +706,9 @@ def _load(header: dict, arrays: dict[str, np.ndarray]) -> GeoPrior:
     }
     params = traverse_util.unflatten_dict(flat, sep="/")
     species = header.pop("species")
+    anchors = None
+    if "anchors/xyz" in arrays:
+        anchors = AnchorTable(*(arrays[f"anchors/{k}"] for k in AnchorTable._fields))
     return GeoPrior(
         species,
         params,
@@ -587,4 +717,6 @@ def _load(header: dict, arrays: dict[str, np.ndarray]) -> GeoPrior:
         cov_std=arrays.get("cov_std"),
         loss_curve=arrays.get("loss_curve"),
         thresholds=arrays.get("thresholds"),
+        anchors=anchors,
+        support=arrays.get("support"),
     )

@@ -116,7 +116,10 @@ def _predict_chunks(prior, lat, lon, date, covariates, columns: np.ndarray):
         d = None if date is None else date[sl]
         cov = None if covariates is None else covariates[sl]
         cols = columns if columns.ndim == 1 else columns[sl]
-        yield sl, predict_columns(prior, lat[sl], lon[sl], d, cols, covariates=cov)
+        yield (
+            sl,
+            predict_columns(prior, lat[sl], lon[sl], d, cols, covariates=cov, output="presence"),
+        )
 
 
 def _covariates(prior, obs: Observations):

@@ -180,11 +180,12 @@ def test_predict_formats(prior_dir, fmt):
         assert [r["rank"] for r in records] == [1, 2]
     elif fmt == "csv":
         lines = result.stdout.strip().splitlines()
-        assert lines[0] == "rank,species,prob" and len(lines) == 3
+        assert lines[0] == "rank,species,prob,presence,outside_extent" and len(lines) == 3
         assert [line.split(",")[1] for line in lines[1:]] == expected["species"].tolist()
     else:
         lines = result.stdout.strip().splitlines()
-        assert lines[0].split() == ["rank", "species", "prob"] and len(lines) == 3
+        assert lines[0].split() == ["rank", "species", "prob", "presence", "outside_extent"]
+        assert len(lines) == 3
         assert expected["species"].iloc[0] in lines[1]
 
 

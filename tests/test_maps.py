@@ -372,6 +372,8 @@ def saved_prior(tmp_path_factory, trained_prior, synthetic_obs):
         trained_prior.params,
         dict(trained_prior.header),
         thresholds=compute_thresholds(trained_prior, synthetic_obs),
+        anchors=trained_prior.anchors,
+        support=trained_prior.support,
     )
     path = tmp_path_factory.mktemp("maps") / "small.prior"
     prior.save(path)

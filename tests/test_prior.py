@@ -83,9 +83,12 @@ def test_save_load_with_covariates(cov_prior, tmp_path):
 
 def test_batched_equals_unbatched(trained_prior):
     for date in (None, DATES):
-        small = trained_prior.predict(LAT, LON, date, batch_size=7)
-        large = trained_prior.predict(LAT, LON, date, batch_size=10_000)
-        np.testing.assert_array_equal(small, large)
+        # equal to float32 rounding: XLA may tile a matrix product (and the softmax's sum
+        # over species) differently for another batch shape
+        for output in ("presence", "observation"):
+            small = trained_prior.predict(LAT, LON, date, batch_size=7, output=output)
+            large = trained_prior.predict(LAT, LON, date, batch_size=10_000, output=output)
+            np.testing.assert_allclose(small, large, rtol=1e-5, atol=1e-7)
 
 
 def test_shapes_and_probability_range(trained_prior):
@@ -393,3 +396,42 @@ def test_long_queries_match_one_batch():
     np.testing.assert_allclose(
         prior.predict(lat, lon, batch_size=512), prior.predict(lat, lon), rtol=1e-6
     )
+
+
+def test_presence_fades_beyond_the_extent_and_outside_says_so(trained_prior):
+    far = trained_prior.far_km
+    assert far is not None and far > 0
+    here = (np.array([48.0]), np.array([10.0]))  # among the training places
+    away = (np.array([-45.0]), np.array([-170.0]))  # an ocean away from all of them
+    assert not trained_prior.outside(*here)[0] and trained_prior.outside(*away)[0]
+    d = trained_prior.distance_km(*away)[0]
+    assert d > far
+    p_here = trained_prior.predict(*here, output="presence")
+    p_away = trained_prior.predict(*away, output="presence")
+    fade = np.exp(-0.5 * ((d - far) / far) ** 2)
+    assert p_away.max() <= fade * 1.0001 + 1e-7 and p_here.max() > 0.1
+    # the fade is applied on every scoring path alike
+    cols = trained_prior.predict(*away, output="presence", species=[0, 2])
+    np.testing.assert_allclose(cols, p_away[:, [0, 2]], rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(
+        np.exp(trained_prior.log_prob(*away, output="presence")), p_away, rtol=1e-4, atol=1e-12
+    )
+    # the observation output is a distribution everywhere, far away included
+    np.testing.assert_allclose(trained_prior.predict(*away).sum(1), 1.0, rtol=1e-5)
+
+
+def test_cli_predict_says_what_the_numbers_are(trained_prior, tmp_path):
+    from click.testing import CliRunner
+
+    from geoprior.cli import main
+
+    path = trained_prior.save(tmp_path / "p.prior")
+    runner = CliRunner()
+    ok = runner.invoke(main, ["predict", str(path), "--lat", "48", "--lon", "10", "-k", "2"])
+    assert ok.exit_code == 0, ok.output
+    assert "prob: the probability that an observation made here" in ok.stderr
+    assert "presence" in ok.stdout and "outside_extent" in ok.stdout
+    assert "warning" not in ok.stderr
+    far = runner.invoke(main, ["predict", str(path), "--lat", "-45", "--lon", "-170"])
+    assert far.exit_code == 0 and "beyond the prior's extent" in far.stderr
+    assert "True" in far.stdout

@@ -100,7 +100,9 @@ def test_lpt_works_for_a_baseline(synthetic_obs):
 
 def test_lpt_works_for_a_trained_geoprior(trained_prior, synthetic_obs):
     t = compute_thresholds(trained_prior, synthetic_obs, "lpt", 5.0)
-    probs = trained_prior.predict(synthetic_obs.lat, synthetic_obs.lon, synthetic_obs.date)
+    probs = trained_prior.predict(
+        synthetic_obs.lat, synthetic_obs.lon, synthetic_obs.date, output="presence"
+    )
     obs = synthetic_obs.with_vocabulary(trained_prior.species)
     own = probs[np.arange(len(obs)), obs.species_index]
     for j in range(len(trained_prior.species)):
