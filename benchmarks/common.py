@@ -13,7 +13,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ import numpy as np
 
 from geoprior import BirdNETPrior, TrainConfig, align_classes, train_prior
 from geoprior.errors import GeopriorError
+from geoprior.store import atomic_file
 
 #: Where each data source lives under the data folder, and where to get it.
 SOURCES = {
@@ -169,10 +169,8 @@ def _number(v) -> bool:
 def write_text(path: Path, text: str) -> None:
     """Write atomically (temporary file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_file(path, "w") as f:
         f.write(text)
-    os.replace(tmp, path)
 
 
 def write_json(path: Path, obj) -> None:

@@ -125,11 +125,13 @@ def _region(folder: Path, region: str, quick: bool, timer: Timer) -> tuple[list[
     scores: dict[str, list[np.ndarray]] = {}
     with timer(f"{region}: {GEO_LOC} train"):
         prior = train(obs, quick)
-    scores[GEO_LOC] = [prior.predict(t["lat"], t["lon"]) for t in tests]
+    # a range question (which sites, for one species): the presence output
+    scores[GEO_LOC] = [prior.predict(t["lat"], t["lon"], output="presence") for t in tests]
     with timer(f"{region}: {GEO_COV} train"):
         prior_cov = train(obs_cov, quick, background=background)
     scores[GEO_COV] = [
-        prior_cov.predict(t["lat"], t["lon"], covariates=x) for t, x in zip(tests, x_tests)
+        prior_cov.predict(t["lat"], t["lon"], covariates=x, output="presence")
+        for t, x in zip(tests, x_tests)
     ]
     with timer(f"{region}: baselines"):
         grid = CountGridPrior.fit(obs)
