@@ -32,6 +32,7 @@ import numpy as np
 from geoprior import CountGridPrior, Observations, TrainConfig, train_prior
 from geoprior.grid import cell_grid
 from geoprior.maps import write_all_species
+from geoprior.prior import predict_columns
 
 IN_RANGE_SHARE = 0.001
 
@@ -49,7 +50,9 @@ def thresholds_for_share(prior, grid, share: float, seed: int = 0) -> np.ndarray
     """Per-species thresholds leaving about ``share`` of cells in range (from a sample)."""
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(grid), size=min(len(grid), 4000), replace=False)
-    probs = prior.predict(grid.lat[pick], grid.lon[pick])
+    probs = predict_columns(
+        prior, grid.lat[pick], grid.lon[pick], None, np.arange(len(prior.species)), output="presence"
+    )
     return np.quantile(probs, 1.0 - share, axis=0).astype(np.float32)
 
 

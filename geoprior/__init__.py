@@ -5,7 +5,7 @@ from .adapters import BirdNETPrior
 from .baselines import CountGridPrior, FrequencyPrior, NearestNeighborPrior, UniformPrior
 from .columns import ColumnStore, convert_to_columns
 from .datasets import load_sample
-from .encoding import EncoderSpec
+from .encoding import AnchorTable, EncoderSpec
 from .errors import (
     ClassMismatchError,
     ConfigError,
@@ -70,6 +70,7 @@ __all__ = [
     "ColumnStore",
     "convert_to_columns",
     "load_sample",
+    "AnchorTable",
     "EncoderSpec",
     "ModelConfig",
     "TrainConfig",

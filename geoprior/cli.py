@@ -323,15 +323,18 @@ def predict(prior, lat, lon, date, k, fmt):
     frame = loaded.top_k(lat, lon, date, k=k).drop(columns="row")
     when = f" on {date}" if date else " (any date)"
     meaning = f"prob: the probability that an observation made here{when} is of the species"
-    outputs = getattr(loaded, "outputs", ())
+    outputs = getattr(loaded, "outputs", ("observation",))
+    if outputs == ("presence",):  # a one-head assume-negative prior
+        meaning = f"prob: the probability that the species occurs here{when}"
     if "presence" in outputs and "observation" in outputs:
         frame["presence"] = loaded.predict(
             lat, lon, date, species=frame["species"].tolist(), output="presence"
         )[0]
         meaning += "; presence: the probability that the species occurs here"
-        far, km = loaded.far_km, float(loaded.distance_km(lat, lon)[0])
-        frame["outside_extent"] = far is not None and km > far
-        if far is not None and km > far:
+        outside = bool(loaded.outside(lat, lon)[0])
+        frame["outside_extent"] = outside
+        if outside:
+            far, km = loaded.far_km, float(loaded.distance_km(lat, lon)[0])
             click.echo(
                 f"warning: ({lat}, {lon}) is {km:,.0f} km from the nearest training place, "
                 f"beyond the prior's extent of {far:,.0f} km: presence fades toward 0 and "

@@ -54,6 +54,7 @@ from .errors import (
     unknown_species,
 )
 from .names import normalize_name
+from .prior import predict_columns
 from .store import atomic_file, format_version_problem, header_problems
 from .store import field as json_field
 from .validation import (
@@ -661,8 +662,20 @@ def rerank(
         limit = np.full(n, float(kw["threshold"]))
     else:
         limit = RANGE_FRACTION * row_max
+    score = aligned[np.arange(n), top1]
+    if getattr(prior, "thresholds", None) is not None:
+        # per-species thresholds are cut-offs of the presence output (a prior with one
+        # output has them on that output): score the top-1 species' presence
+        ask = np.flatnonzero(located & matched)
+        cols = alignment.index[top1[ask]][:, None]
+        score = np.full(n, np.nan)
+        for start in range(0, ask.size, batch_size):
+            b = ask[start:start + batch_size]
+            when = None if dates is None else dates[b]
+            score[b] = predict_columns(prior, lat[b], lon[b], when,
+                                       cols[start:start + batch_size], output="presence")[:, 0]
     with np.errstate(invalid="ignore"):
-        outside = located & matched & (aligned[np.arange(n), top1] < limit)
+        outside = located & matched & (score < limit)
     return RerankResult(
         classes=tuple(str(c) for c in alignment.classes),
         top_index=top,

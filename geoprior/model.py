@@ -82,7 +82,9 @@ class GeoNet(nn.Module):
         return x
 
     def _head(self, obs: bool):
-        return self.head_obs if obs and self.observation_head else self.head_out
+        if obs and not self.observation_head:
+            raise ValueError("this GeoNet has no observation head (observation_head=False)")
+        return self.head_obs if obs else self.head_out
 
     def head(self, emb, obs: bool = False):
         """Embedding → all species logits ``(n, S)`` (``obs``: of the observation head)."""

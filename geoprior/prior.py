@@ -188,7 +188,8 @@ class GeoPrior:
 
     def distance_km(self, lat, lon) -> np.ndarray:
         """Great-circle km from each place to the nearest training place (as kept in
-        :attr:`support`, merged at ``far_km / 20``); NaN when the prior keeps none."""
+        :attr:`support`: merged on a grid of at least ``far_km / 20``); NaN when the prior
+        keeps none."""
         lat, lon, _ = prepare_query(lat, lon, None)
         if self.support is None:
             return np.full(lat.size, np.nan, np.float32)
@@ -203,7 +204,7 @@ class GeoPrior:
         """``True`` where a place is farther than :attr:`far_km` from every training place:
         there the presence output has faded toward 0 and the observation output is the
         network's extrapolation, not data."""
-        far = self.far_km
+        far = None if self.far_km is None else max(float(self.far_km), 1e-3)
         if far is None:
             return np.zeros(np.size(lat), bool)
         return self.distance_km(lat, lon) > far
@@ -246,11 +247,15 @@ class GeoPrior:
         softmax = output == "observation"
         obs_head = softmax and self.loss == "joint"
         support = None if self.support is None else xyz(self.support[:, 0], self.support[:, 1])
-        far = self.far_km
+        far = None if self.far_km is None else max(float(self.far_km), 1e-3)
 
         def distance(lat, lon):
-            cos = jnp.max(xyz(lat, lon) @ support.T, axis=-1)
-            return EARTH_RADIUS_KM * jnp.arccos(jnp.clip(cos, -1.0, 1.0))
+            # the nearest place by dot product, its distance from coordinate differences
+            # (a float32 arccos of a dot product is off by km near 0)
+            p = xyz(lat, lon)
+            nearest = jnp.take(support, jnp.argmax(p @ support.T, axis=-1), axis=0)
+            chord = jnp.sqrt(jnp.sum(jnp.square(p - nearest), -1))
+            return 2 * EARTH_RADIUS_KM * jnp.arcsin(jnp.clip(chord / 2, 0.0, 1.0))
 
         def log_fade(lat, lon):
             """0 within ``far_km`` of the data, then a Gaussian fall-off of scale far_km."""
@@ -334,17 +339,21 @@ class GeoPrior:
                 anything else must be 2-D.
             batch_size: rows per device call.
             species_chunk: species per device call. ``None``: all of them at once, device
-                memory ``batch_size x S`` floats (``batch_size x k`` with ``species``; a
-                ``maxent`` prior still needs every logit for its normaliser). A number
+                memory ``batch_size x S`` floats (``batch_size x k`` with ``species``; the
+                observation output still needs every logit for its normaliser). A number
                 bounds it to ``batch_size x species_chunk``; the embedding of a batch is
-                computed once and reused for every chunk (``maxent`` computes the logits
-                twice: once for the normaliser, once for the output).
-            output: ``"observation"`` or ``"presence"`` (see :attr:`outputs`).
+                computed once and reused for every chunk (the observation output computes
+                the logits twice: once for the normaliser, once for the output).
+            output: ``"observation"`` or ``"presence"`` (see :attr:`outputs`); the
+                presence output includes the fade beyond the extent (so does
+                :meth:`log_prob`).
 
         >>> prior.predict([44.06], [-71.31], "2021-06-14").shape  # doctest: +SKIP
         (1, 531)
         >>> prior.predict([44.06], [-71.31], species=["Setophaga virens"])  # doctest: +SKIP
-        array([[0.83]], dtype=float32)
+        array([[0.06]], dtype=float32)
+        >>> prior.predict([44.06], [-71.31], species=["Setophaga virens"], output="presence")  # doctest: +SKIP
+        array([[0.95]], dtype=float32)
         """
         return self._score(
             lat, lon, date, species, covariates, batch_size, species_chunk, False, output

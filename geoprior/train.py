@@ -60,7 +60,7 @@ from .errors import (
     TrainingDivergedError,
 )
 from .land import land_cells
-from .losses import LOSSES, an_full, an_ssdl, maxent
+from .losses import LOSSES, an_full, an_ssdl, joint, maxent
 from .model import GeoNet, ModelConfig
 from .observations import Observations
 from .store import atomic_file
@@ -69,7 +69,7 @@ from .thresholds import compute_thresholds
 if TYPE_CHECKING:
     from .columns import ColumnStore
 
-__all__ = ["TrainConfig", "train_prior", "resolve_config"]
+__all__ = ["TrainConfig", "train_prior", "resolve_config", "held_out_rows", "support_places"]
 
 BACKGROUNDS = ("auto", "target", "uniform", "land", "extent", "far", "target+extent", "target+far")
 CHECKPOINT = "checkpoint.npz"
@@ -177,8 +177,8 @@ class TrainConfig:
             raise ConfigError(f"use_date must be true, false or 'auto', got {self.use_date!r}")
         if not 0 <= self.date_dropout < 1:
             raise ConfigError(f"date_dropout must be in [0, 1), got {self.date_dropout}")
-        if not 0 <= self.scale_dropout <= 1:
-            raise ConfigError(f"scale_dropout must be in [0, 1], got {self.scale_dropout}")
+        if not 0 <= self.scale_dropout < 1:
+            raise ConfigError(f"scale_dropout must be in [0, 1), got {self.scale_dropout}")
         if self.validation not in VALIDATIONS:
             raise ConfigError(f"validation must be one of {VALIDATIONS}, got {self.validation!r}")
         for name in ("eval_every", "patience"):
@@ -415,24 +415,25 @@ class _Background:
 
 
 def support_places(place_lat, place_lon, km: float, max_places: int = SUPPORT_PLACES) -> np.ndarray:
-    """``(m, 2)`` lat/lon standing for the training places at a precision of ``km / 20``:
-    places merged on a grid of that size (none moves by more than 4% of ``km``), at most
-    ``max_places`` of them kept at random. Used to tell how far a place is from the data."""
+    """``(m, 2)`` lat/lon standing for the training places: places merged on a grid of
+    ``km / 20`` (none moves by more than 4% of ``km``), the grid doubled until at most
+    ``max_places`` remain, so every training place stays near a kept one. Used to tell how
+    far a place is from the data."""
     cell = max(km / 20.0 / 111.0, 1e-3)  # degrees
-    places = np.unique(np.round(np.stack([place_lat, place_lon], 1) / cell), axis=0) * cell
-    if len(places) > max_places:
-        places = places[np.random.default_rng(0).choice(len(places), max_places, replace=False)]
-    return places.astype(np.float32)
+    pts = np.stack([place_lat, place_lon], 1)
+    while True:
+        places = np.unique(np.round(pts / cell), axis=0) * cell
+        if len(places) <= max_places:
+            return places.astype(np.float32)
+        cell *= 2.0
 
 
 def _far_from(
     lat, lon, place_lat, place_lon, km: float, max_places: int = SUPPORT_PLACES
 ) -> np.ndarray:
-    """Mask of points farther than ``km`` from every place.
-
-    Places are first merged on a grid of ``km / 20`` (moving none by more than 4% of the
-    buffer), then at most ``max_places`` of the merged places are kept at random, so the
-    cost is bounded for millions of places; chunked dot products of unit vectors."""
+    """Mask of points farther than ``km`` from every place (the places merged by
+    :func:`support_places`, so the cost is bounded for millions of them); chunked dot
+    products of unit vectors."""
     places = support_places(place_lat, place_lon, km, max_places)
     p = unit_xyz(places[:, 0], places[:, 1]).astype(np.float32)
     cos_limit = np.cos(km / EARTH_RADIUS_KM)
@@ -542,8 +543,8 @@ def train_prior(
     res = resolve_config(config, data, data_parallel=mesh.shape["data"])
     validation = None
     if _validates(config, data):
-        validation = _choose_steps(data, config, mesh, background)
-        res = dataclasses.replace(res, steps=validation["steps"])
+        validation = _choose_steps(data, config, mesh, background, res.batch_size)
+        res = dataclasses.replace(res, steps=validation["steps"] or res.steps)
     prior = _fit(
         data,
         config,
@@ -569,7 +570,14 @@ def train_prior(
 
 def _validates(config: TrainConfig, data) -> bool:
     """Whether the training length is chosen on held-out places (see ``validation``)."""
-    if config.validation == "none" or config.steps != "auto":
+    if config.validation == "none":
+        return False
+    if config.steps != "auto":
+        if config.validation != "auto":
+            raise ConfigError(
+                f"validation={config.validation!r} chooses the number of steps; it needs "
+                f"steps='auto', got steps={config.steps}"
+            )
         return False
     if config.validation == "auto" and not (config.use_covariates and data.covariate_names):
         return False
@@ -612,15 +620,14 @@ def held_out_rows(obs: Observations, how: str, seed: int = 0) -> tuple[np.ndarra
     return held[groups.ravel()][inverse], about
 
 
-def _choose_steps(data: Observations, config: TrainConfig, mesh, background) -> dict:
+def _choose_steps(data: Observations, config: TrainConfig, mesh, background, batch: int) -> dict:
     """Train on the data less the held-out rows, score them every ``eval_every`` steps,
     and return the best length for the full data (scaled to its size), with the curve."""
     t0 = time.perf_counter()
     how = "places" if config.validation == "auto" else config.validation
     held, about = held_out_rows(data, how, config.seed)
     if not held.any():
-        steps = resolve_config(config, data, mesh.shape["data"]).steps
-        return {**about, "steps": steps, "skipped": "one place only: nothing to hold out"}
+        return {**about, "steps": None, "skipped": "one place only: nothing to hold out"}
     part, val = data[np.flatnonzero(~held)], data[np.flatnonzero(held)]
     res = resolve_config(config, part, data_parallel=mesh.shape["data"])
     monitor = _Monitor(val, config.eval_every, config.patience, config.seed)
@@ -638,7 +645,10 @@ def _choose_steps(data: Observations, config: TrainConfig, mesh, background) -> 
     best = monitor.best_step
     return {
         **about,
-        "steps": int(max(config.eval_every, round(best * len(data) / len(part)))),
+        # the same passes over the data as the best run on the part
+        "steps": int(
+            max(config.eval_every, round(best * res.batch_size / batch * len(data) / len(part)))
+        ),
         "held_out_rows": len(val),
         "best_step": int(best),
         "curve": [[int(t), round(v, 5), round(se, 5)] for t, v, se in monitor.curve],
@@ -779,18 +789,14 @@ def _fit(
             rngs={"dropout": k_do2},
         )
         if loss_kind in ("an_full", "joint"):
-            presence = an_full(
+            presence = (
                 model.apply(variables, emb, method=GeoNet.head),
                 model.apply(variables, emb_bg, method=GeoNet.head),
-                labels,
-                pos_weight,
-                n_species,
             )
             if loss_kind == "an_full":
-                return presence
-            return presence + maxent(
-                model.apply(variables, emb, True, method=GeoNet.head), labels, n_species
-            )
+                return an_full(*presence, labels, pos_weight, n_species)
+            observation = model.apply(variables, emb, True, method=GeoNet.head)
+            return joint(*presence, observation, labels, pos_weight, n_species)
         neg = (labels + jax.random.randint(k_neg, labels.shape, 1, n_species)) % n_species
         cols = jnp.stack([labels, neg], 1)
         obs_logits = model.apply(variables, emb, cols, method=GeoNet.head_columns)
@@ -869,9 +875,9 @@ def _fit(
         eval_key = jax.random.fold_in(key, 2**31 - 1)  # no training step uses it
         eval_loss = jax.jit(lambda p, b, t: loss_fn(p, b, t, eval_key, train=False))
 
+    # the record a checkpoint must match: the validation run (with its wall time) is
+    # not part of it; a resumed run repeats it, deterministically, and gets the same steps
     header = _run_header(config, res, data, use_cov)
-    if validation is not None:
-        header["validation"] = validation
     start = 0
     if workdir is not None:
         workdir = Path(workdir)
@@ -956,7 +962,11 @@ def _fit(
     return GeoPrior(
         species=data.species,
         params=params,
-        header={**header, "training": timing},
+        header={
+            **header,
+            **({"validation": validation} if validation is not None else {}),
+            "training": timing,
+        },
         cov_mean=cov_mean,
         cov_std=cov_std,
         loss_curve=losses,

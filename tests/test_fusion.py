@@ -504,3 +504,15 @@ def test_params_file_refuses_a_bool_or_wrong_type_naming_the_file_and_field(tmp_
     path.write_text(json.dumps({**json.loads(FusionParams(mode="floor").to_json()), key: value}))
     with pytest.raises(PriorFileError, match=rf"{path}: .*field '{key}': expected .*got {value!r}"):
         FusionParams.load(path)
+
+
+def test_rerank_outside_range_uses_presence_like_its_thresholds(trained_prior, synthetic_obs):
+    from geoprior.fusion import rerank
+
+    # a classifier sure of the species recorded at each training place
+    obs = synthetic_obs.with_vocabulary(trained_prior.species)[np.arange(0, 1000, 10)]
+    logits = np.full((len(obs), trained_prior.n_species), -5.0)
+    logits[np.arange(len(obs)), obs.species_index] = 5.0
+    result = rerank(logits, trained_prior.species, trained_prior, obs.lat, obs.lon, obs.date)
+    # LPT thresholds keep about 95% of a species' own records in range
+    assert result.outside_range.mean() < 0.25

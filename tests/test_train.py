@@ -361,3 +361,34 @@ def test_joint_loss_trains_both_heads(trained_prior, synthetic_obs):
         TrainConfig(scale_dropout=1.5)
     with pytest.raises(ConfigError, match="validation"):
         TrainConfig(validation="folds")
+
+
+def test_validated_run_resumes_exactly(synthetic_obs, tmp_path, monkeypatch):
+    config = small_config(
+        steps="auto", max_steps=120, eval_every=20, patience=2, validation="places"
+    )
+    whole = train_prior(synthetic_obs, config, progress=False)
+    import geoprior.train as train_mod
+
+    real_save = train_mod._save_checkpoint
+    calls = {"n": 0}
+
+    def crash_after_first(*args, **kw):
+        real_save(*args, **kw)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+
+    config = config.with_updates({"checkpoint_every": 20})
+    monkeypatch.setattr(train_mod, "_save_checkpoint", crash_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        train_prior(synthetic_obs, config, tmp_path / "w", progress=False)
+    monkeypatch.setattr(train_mod, "_save_checkpoint", real_save)
+    resumed = train_prior(synthetic_obs, config, tmp_path / "w", progress=False, resume=True)
+    assert resumed.header["validation"]["steps"] == whole.header["validation"]["steps"]
+    for a, b in zip(
+        jax.tree_util.tree_leaves(whole.params), jax.tree_util.tree_leaves(resumed.params)
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(ConfigError, match="steps='auto'"):
+        train_prior(synthetic_obs, small_config(validation="places"), progress=False)
