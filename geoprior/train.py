@@ -629,7 +629,10 @@ def _choose_steps(data: Observations, config: TrainConfig, mesh, background, bat
     if not held.any():
         return {**about, "steps": None, "skipped": "one place only: nothing to hold out"}
     part, val = data[np.flatnonzero(~held)], data[np.flatnonzero(held)]
-    res = resolve_config(config, part, data_parallel=mesh.shape["data"])
+    # the final run's batch size, so a step of either run moves the weights alike
+    res = dataclasses.replace(
+        resolve_config(config, part, data_parallel=mesh.shape["data"]), batch_size=batch
+    )
     monitor = _Monitor(val, config.eval_every, config.patience, config.seed)
     _fit(
         part,
@@ -645,10 +648,8 @@ def _choose_steps(data: Observations, config: TrainConfig, mesh, background, bat
     best = monitor.best_step
     return {
         **about,
-        # the same passes over the data as the best run on the part
-        "steps": int(
-            max(config.eval_every, round(best * res.batch_size / batch * len(data) / len(part)))
-        ),
+        # the same batch size and passes over the data as the best run on the part
+        "steps": int(max(config.eval_every, round(best * len(data) / len(part)))),
         "held_out_rows": len(val),
         "best_step": int(best),
         "curve": [[int(t), round(v, 5), round(se, 5)] for t, v, se in monitor.curve],
