@@ -45,7 +45,9 @@ __all__ = [
     "atomic_path",
 ]
 
-FORMAT_VERSION = 1
+#: 2: GeoPriors may hold two heads (loss ``joint``), an anchors table and support places;
+#: version-1 files still load.
+FORMAT_VERSION = 2
 HEADER = "prior.json"
 ARRAYS = "arrays.npz"
 

@@ -119,7 +119,8 @@ def test_newer_format_version_asks_to_upgrade(tmp_path):
     header = json.loads((path / HEADER).read_text())
     header.update(format_version=FORMAT_VERSION + 1, geoprior_version="9.9.9")
     (path / HEADER).write_text(json.dumps(header))
-    with pytest.raises(PriorFileError, match=r"format version 2.*upgrade geoprior.*9\.9\.9"):
+    newer = FORMAT_VERSION + 1
+    with pytest.raises(PriorFileError, match=rf"format version {newer}.*upgrade geoprior.*9\.9\.9"):
         read_folder(path)
 
 
@@ -197,3 +198,16 @@ def test_atomic_path_and_folder_leave_the_old_output_or_the_new_one(tmp_path):
         raise RuntimeError
     assert (folder / "a").read_text() == "1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.gpkg", "store"]  # no temporaries
+
+
+def test_version_one_priors_still_load(tmp_path):
+    from conftest import random_prior
+
+    from geoprior.store import HEADER, load_prior
+
+    prior = random_prior(3)
+    path = prior.save(tmp_path / "v1")
+    header = json.loads((path / HEADER).read_text())
+    header["format_version"] = 1
+    (path / HEADER).write_text(json.dumps(header))
+    np.testing.assert_array_equal(load_prior(path).predict([1.0], [2.0]), prior.predict([1.0], [2.0]))
