@@ -863,8 +863,9 @@ def _fit(
         val_plan = PermutationPlan(
             val_rows.species, n_species, None, config.seed + 1, batch, 0, val_rows.n_pool
         )
-        for i in range(max(1, len(monitor.obs) // batch)):
-            b = val_rows.take(val_plan.rows(i))
+        n_val = len(monitor.obs)
+        for i in range(-(-n_val // batch)):  # every held-out row once (the last batch wraps)
+            b = val_rows.take((np.arange(batch) + i * batch) % n_val)
             if need_bg_rows:
                 b.update(
                     {
@@ -941,7 +942,7 @@ def _fit(
                 losses[step + 1 - len(vals) : step + 1] = vals
                 recent = []
             scores = [np.ravel(np.asarray(eval_loss(state.params, b, tables))) for b in val_batches]
-            if monitor.record(step + 1, np.concatenate(scores)):
+            if monitor.record(step + 1, np.concatenate(scores)[:n_val]):  # no row twice
                 losses = losses[: step + 1]
                 break
     params = to_host(state.params)
