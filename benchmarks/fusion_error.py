@@ -106,10 +106,26 @@ def _confusions(logits, labels, affinity) -> dict:
     }
 
 
-def _evaluate(name, logits, labels, priors, val, test) -> dict:
+def _fine_grained(scores, labels, affinity) -> dict:
+    """How many top-1 errors there are and how many of them name a congener or a
+    confamilial (same family, other genus) of the true species."""
+    pred = np.argmax(scores, axis=1)
+    wrong = pred != labels
+    a = affinity[labels[wrong], pred[wrong]]
+    n = int(wrong.sum())
+    out = {"errors": n}
+    for key, level in (("congener", "genus"), ("confamilial", "family")):
+        k = int(np.isclose(a, AFFINITY[level]).sum())
+        out[f"{key}_errors"] = k
+        out[f"{key}_share"] = k / n if n else 0.0
+    return out
+
+
+def _evaluate(name, logits, labels, priors, val, test, affinity) -> dict:
     base = {
         "top1_error": 1 - top_k_accuracy(logits[test], labels[test], 1),
         "top5_error": 1 - top_k_accuracy(logits[test], labels[test], 5),
+        "fine_grained": _fine_grained(logits[test], labels[test], affinity),
     }
     rows = []
     for prior_name, p in priors.items():
@@ -129,6 +145,7 @@ def _evaluate(name, logits, labels, priors, val, test) -> dict:
                     "top5_error": e5,
                     "top1_error_reduction": error_reduction(base["top1_error"], e1),
                     "top5_error_reduction": error_reduction(base["top5_error"], e5),
+                    "fine_grained": _fine_grained(fused, labels[test], affinity),
                 }
             )
     return {
@@ -208,7 +225,7 @@ def run(data: Path, quick: bool, img: Path, cache: dict | None = None) -> Sectio
         logits, scale = simulate_logits(labels, affinity)
         val, test = _halves(places)
         with timer(f"{name}: fit and score"):
-            res = _evaluate(name, logits, labels, probs, val, test)
+            res = _evaluate(name, logits, labels, probs, val, test, affinity)
         res.update(
             {
                 "n_species": len(species),
@@ -270,6 +287,7 @@ def run(data: Path, quick: bool, img: Path, cache: dict | None = None) -> Sectio
                 body,
             )
         )
+        md.append(_fine_grained_table(r))
     groups = [r["dataset"].split(" (")[0] for r in results]
     priors_all = list(dict.fromkeys(row["prior"] for r in results for row in r["rows"]))
     series = {
@@ -309,6 +327,46 @@ def run(data: Path, quick: bool, img: Path, cache: dict | None = None) -> Sectio
             compare(f"{r['dataset']}: relative top-1 error reduction (fitted fusion)", ours, others)
         )
     return section
+
+
+def _fine_grained_table(r: dict) -> str:
+    """Of the test half's top-1 errors, those between congeners and between confamilials,
+    for the classifier alone and after each prior's fitted fusion."""
+    base = r["no_prior"]["fine_grained"]
+
+    def removed(before, after):
+        return 1 - after / before if before else None
+
+    def line(who, f):
+        return [
+            who,
+            f["errors"],
+            f"{f['congener_errors']} ({f['congener_share']:.0%})",
+            f"{f['confamilial_errors']} ({f['confamilial_share']:.0%})",
+            removed(base["congener_errors"], f["congener_errors"]),
+            removed(base["confamilial_errors"], f["confamilial_errors"]),
+        ]
+
+    body = [line("classifier alone", base)] + [
+        line(row["prior"], row["fine_grained"]) for row in r["rows"] if row["mode"] == "fitted"
+    ]
+    return (
+        "\nFine-grained confusion on the test half: of the top-1 errors, those that name a "
+        "congener (same genus) or a confamilial (same family, other genus) of the true "
+        "species, before and after fitted fusion; *removed* is the relative reduction of "
+        "that kind of error.\n\n"
+        + table(
+            [
+                "prior (fitted fusion)",
+                "top-1 errors",
+                "to congeners",
+                "to confamilials",
+                "congener errors removed",
+                "confamilial errors removed",
+            ],
+            body,
+        )
+    )
 
 
 def _params(kw: dict) -> str:
