@@ -33,8 +33,8 @@ import matplotlib
 import numpy as np
 
 from geoprior import BirdNETPrior, NearestNeighborPrior, TrainConfig, load_prior, train_prior
+from geoprior.core.encoding import haversine_km
 from geoprior.datasets import load_sample
-from geoprior.encoding import haversine_km
 from geoprior.maps import MONTH_YEAR, range_map
 from geoprior.plot import plot_range_map
 from geoprior.prior import predict_columns

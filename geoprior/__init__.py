@@ -4,8 +4,9 @@ from . import errors
 from .adapters import BirdNETPrior
 from .baselines import CountGridPrior, FrequencyPrior, NearestNeighborPrior, UniformPrior
 from .columns import ColumnStore, convert_to_columns
+from .core.encoding import AnchorTable, EncoderSpec
+from .core.model import ModelConfig
 from .datasets import load_sample
-from .encoding import AnchorTable, EncoderSpec
 from .errors import (
     ClassMismatchError,
     ConfigError,
@@ -50,7 +51,6 @@ from .io import detect_format, read_observations
 from .io_logits import read_logits
 from .land import is_land
 from .maps import monthly_range_maps, range_map, write_all_species, write_range_map
-from .model import ModelConfig
 from .observations import Observations
 from .plot import plot_range_map
 from .prior import GeoPrior

@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from h3.api import basic_int as _h3
 
-from .encoding import EARTH_RADIUS_KM, unit_xyz
+from .core.encoding import EARTH_RADIUS_KM, unit_xyz
 from .errors import (
     ClassMismatchError,
     ConfigError,

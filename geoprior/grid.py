@@ -22,7 +22,7 @@ import numpy as np
 import shapely
 from h3.api import numpy_int as _h3
 
-from .encoding import EARTH_RADIUS_KM
+from .core.encoding import EARTH_RADIUS_KM
 from .errors import ConfigError, CoordinateError
 from .land import is_land
 

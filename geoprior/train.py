@@ -34,6 +34,17 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from .batches import BlockPlan, MemoryRows, PermutationPlan, StoreRows, capped_rows
+from .core.encoding import (
+    EARTH_RADIUS_KM,
+    EncoderSpec,
+    anchor_table,
+    encode_inputs,
+    encoder_spec_for,
+    place_scales_km,
+    unit_xyz,
+)
+from .core.losses import LOSSES, an_full, an_ssdl, joint, maxent
+from .core.model import GeoNet, ModelConfig
 from .distributed import (
     is_main_process,
     make_mesh,
@@ -43,15 +54,6 @@ from .distributed import (
     shard_range,
     to_host,
 )
-from .encoding import (
-    EARTH_RADIUS_KM,
-    EncoderSpec,
-    anchor_table,
-    encode_inputs,
-    encoder_spec_for,
-    place_scales_km,
-    unit_xyz,
-)
 from .errors import (
     ConfigError,
     EmptyDataError,
@@ -60,8 +62,6 @@ from .errors import (
     TrainingDivergedError,
 )
 from .land import land_cells
-from .losses import LOSSES, an_full, an_ssdl, joint, maxent
-from .model import GeoNet, ModelConfig
 from .observations import Observations
 from .store import atomic_file
 from .thresholds import compute_thresholds
@@ -94,7 +94,7 @@ class TrainConfig:
     Attributes:
         loss: ``"joint"`` (default: a presence head trained assume-negative beside an
             observation head trained maxent), ``"an_full"``, ``"an_ssdl"`` or ``"maxent"``;
-            see :mod:`geoprior.losses`.
+            see :mod:`geoprior.core.losses`.
         pos_weight: weight of positives in the assume-negative losses; ``"auto"`` is
             ``min(2048, n_species)``: SINR's 2048 for tens of thousands of species, and for
             fewer species a positive weighs as much as all the negatives at its place.
@@ -108,7 +108,7 @@ class TrainConfig:
         use_date: ``"auto"`` uses the date input when at least half the rows are dated.
         date_dropout: fraction of dated rows shown undated in training, so the same
             model answers undated queries with a year-round prior.
-        encoder: a location encoder kind (see :mod:`geoprior.encoding`; default
+        encoder: a location encoder kind (see :mod:`geoprior.core.encoding`; default
             ``"anchors"``: localised multi-resolution features on the H3 cells that hold
             enough observations) or an :class:`EncoderSpec`; with a kind, scales (or
             anchors) come from the data.

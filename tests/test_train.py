@@ -163,7 +163,7 @@ def test_far_background_keeps_away_from_observed_places():
 
 
 def test_far_sampler_draws_only_far_places(synthetic_obs):
-    from geoprior.encoding import haversine_km
+    from geoprior.core.encoding import haversine_km
     from geoprior.train import _Background
 
     res = resolve_config(TrainConfig(background="target+far"), synthetic_obs)

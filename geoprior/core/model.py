@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import flax.linen as nn
 import jax.numpy as jnp
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["ModelConfig", "GeoNet"]
 

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from h3.api import basic_int as h3
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "EARTH_RADIUS_KM",
