@@ -226,7 +226,7 @@ def train(
 
     main_process = True
     if distributed:
-        from .distributed import initialize
+        from .train.distributed import initialize
 
         process, count = initialize()
         main_process = process == 0

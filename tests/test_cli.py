@@ -53,7 +53,7 @@ def obs_csv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def prior_dir(obs_csv):
     """Train through the CLI, interrupted after the checkpoint at step 10, then resumed."""
-    import geoprior.train as tr
+    import geoprior.train.batches as tr
 
     out = obs_csv.parent / "birds.prior"
     work = obs_csv.parent / "birds.prior.work"

@@ -26,7 +26,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["initialize", "make_mesh", "shard_range", "is_main_process", "to_host"]
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import EmptyDataError
-from .observations import Observations, day_of_year
+from ..errors import EmptyDataError
+from ..observations import Observations, day_of_year
 
 __all__ = ["MemoryRows", "StoreRows", "PermutationPlan", "BlockPlan", "capped_rows"]
 

@@ -33,8 +33,7 @@ from h3.api import basic_int as h3
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from .batches import BlockPlan, MemoryRows, PermutationPlan, StoreRows, capped_rows
-from .core.encoding import (
+from ..core.encoding import (
     EARTH_RADIUS_KM,
     EncoderSpec,
     anchor_table,
@@ -43,8 +42,20 @@ from .core.encoding import (
     place_scales_km,
     unit_xyz,
 )
-from .core.losses import LOSSES, an_full, an_ssdl, joint, maxent
-from .core.model import GeoNet, ModelConfig
+from ..core.losses import LOSSES, an_full, an_ssdl, joint, maxent
+from ..core.model import GeoNet, ModelConfig
+from ..errors import (
+    ConfigError,
+    EmptyDataError,
+    OutputExistsError,
+    PriorFileError,
+    TrainingDivergedError,
+)
+from ..land import land_cells
+from ..observations import Observations
+from ..store import atomic_file
+from ..thresholds import compute_thresholds
+from .batches import BlockPlan, MemoryRows, PermutationPlan, StoreRows, capped_rows
 from .distributed import (
     is_main_process,
     make_mesh,
@@ -54,20 +65,9 @@ from .distributed import (
     shard_range,
     to_host,
 )
-from .errors import (
-    ConfigError,
-    EmptyDataError,
-    OutputExistsError,
-    PriorFileError,
-    TrainingDivergedError,
-)
-from .land import land_cells
-from .observations import Observations
-from .store import atomic_file
-from .thresholds import compute_thresholds
 
 if TYPE_CHECKING:
-    from .columns import ColumnStore
+    from ..columns import ColumnStore
 
 __all__ = ["TrainConfig", "train_prior", "resolve_config", "held_out_rows", "support_places"]
 
@@ -517,7 +517,7 @@ def train_prior(
     """Train a :class:`~geoprior.GeoPrior` on presence-only observations.
 
     Training runs on every device JAX sees (all local accelerators, or every process's
-    devices after :func:`geoprior.distributed.initialize`): each global batch is split
+    devices after :func:`geoprior.train.distributed.initialize`): each global batch is split
     over the devices, and each process reads only its own shard of the rows. The result
     does not depend on the number of devices (up to floating-point summation order).
 
@@ -704,7 +704,7 @@ def _fit(
 ):
     """One training run of ``res.steps`` steps (fewer when ``monitor`` says stop); the
     prior without thresholds."""
-    from .prior import GeoPrior  # the shell returns the prior object
+    from ..prior import GeoPrior  # the shell returns the prior object
 
     in_memory = isinstance(data, Observations)
     use_cov = config.use_covariates and bool(data.covariate_names)
