@@ -7,6 +7,22 @@ checkpoints (:mod:`.checkpoint`), the held-out choice of the length (:mod:`.vali
 the loop over them (:mod:`.loop`).
 """
 
-from .loop import TrainConfig, held_out_rows, resolve_config, support_places, train_prior
+from .backgrounds import support_places
+from .config import Resolved, TrainConfig, resolve_config
+from .loop import fit_thresholds, train_prior
+from .step import TrainState, init_state, make_loss_fn, make_train_step
+from .validate import held_out_rows
 
-__all__ = ["TrainConfig", "train_prior", "resolve_config", "held_out_rows", "support_places"]
+__all__ = [
+    "TrainConfig",
+    "Resolved",
+    "resolve_config",
+    "train_prior",
+    "fit_thresholds",
+    "TrainState",
+    "init_state",
+    "make_loss_fn",
+    "make_train_step",
+    "held_out_rows",
+    "support_places",
+]
