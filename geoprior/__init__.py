@@ -1,6 +1,7 @@
 """geoprior: learned where-and-when species priors, and their fusion with classifiers."""
 
 from . import errors
+from ._version import __version__
 from .adapters import BirdNETPrior
 from .baselines import CountGridPrior, FrequencyPrior, NearestNeighborPrior, UniformPrior
 from .columns import ColumnStore, convert_to_columns
@@ -58,8 +59,6 @@ from .query import Prior
 from .store import load_prior
 from .thresholds import compute_thresholds
 from .train import TrainConfig, train_prior
-
-__version__ = "0.1.0"
 
 __all__ = [
     "__version__",

@@ -24,15 +24,21 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-from h3.api import basic_int as _h3
 
-from .encoding import EARTH_RADIUS_KM, unit_xyz
 from .errors import (
     ClassMismatchError,
     ConfigError,
     EmptyDataError,
     PriorFileError,
     SpeciesNameError,
+)
+from .geo import (
+    EARTH_RADIUS_KM,
+    cell_neighbours,
+    cell_parents,
+    check_res,
+    latlng_to_cells,
+    unit_xyz,
 )
 from .observations import Observations
 from .query import prepare_query
@@ -239,41 +245,7 @@ def _gather(
     return np.bincount(flat, weights=value, minlength=out_size).reshape(n_groups, n_species)
 
 
-# ---------------------------------------------------------------------------- h3 helpers
-def _cells(lat: np.ndarray, lon: np.ndarray, res: int) -> np.ndarray:
-    """int64 H3 cell of each point (H3 indexes fit in 63 bits)."""
-    return np.fromiter(
-        (_h3.latlng_to_cell(a, b, res) for a, b in zip(lat.tolist(), lon.tolist(), strict=True)),
-        dtype=np.int64,
-        count=lat.size,
-    )
-
-
-def _parents(cells: np.ndarray, res: int) -> np.ndarray:
-    uniq, inverse = np.unique(cells, return_inverse=True)
-    parents = np.fromiter(
-        (_h3.cell_to_parent(c, res) for c in uniq.tolist()), dtype=np.int64, count=uniq.size
-    )
-    return parents[inverse]
-
-
-def _ring(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The cells around each cell (``grid_disk`` k=1 without the cell itself), flattened,
-    with the index of the cell each belongs to."""
-    neighbours, owner = [], []
-    for i, c in enumerate(cells.tolist()):
-        ring = [n for n in _h3.grid_disk(c, 1) if n != c]
-        neighbours.extend(ring)
-        owner.extend([i] * len(ring))
-    return np.asarray(neighbours, dtype=np.int64), np.asarray(owner, dtype=np.int64)
-
-
-def _check_res(res) -> int:
-    if isinstance(res, bool) or not isinstance(res, (int, np.integer)) or not 0 <= res <= 15:
-        raise ConfigError(
-            f"H3 resolution must be an integer in 0..15 (or None for automatic), got {res!r}"
-        )
-    return int(res)
+_AUTO_RES = " (or None for automatic)"
 
 
 def auto_resolution(
@@ -289,10 +261,10 @@ def auto_resolution(
         10
     """
     lat, lon = prepare_query(lat, lon)[:2]
-    cells = _cells(lat, lon, _check_res(max_res))
+    cells = latlng_to_cells(lat, lon, check_res(max_res, note=_AUTO_RES))
     for res in range(max_res, -1, -1):
         if res < max_res:
-            cells = _parents(cells, res)
+            cells = cell_parents(cells, res)
         if np.median(np.unique(cells, return_counts=True)[1]) >= min_median:
             return res
     return 0
@@ -443,7 +415,7 @@ class CountGridPrior:
         smoothing: float = 1.0,
     ):
         self._species = _check_species(species)
-        self.res = _check_res(res)
+        self.res = check_res(res, note=_AUTO_RES)
         self.alpha = _check_positive("alpha", alpha)
         self.smoothing = _check_positive("smoothing", smoothing)
         self.global_counts = np.asarray(global_counts, dtype=np.float64)
@@ -507,9 +479,9 @@ class CountGridPrior:
             raise ConfigError(f"by_month must be True or False, got {by_month!r}")
         if res is None:
             res = auto_resolution(obs.lat, obs.lon)
-        res = _check_res(res)
+        res = check_res(res, note=_AUTO_RES)
         s = obs.n_species
-        cell = _cells(obs.lat, obs.lon, res)
+        cell = latlng_to_cells(obs.lat, obs.lon, res)
         ones = np.ones(len(obs))
         cells = _counts_from(cell, obs.species_index, ones, s)
         months = None
@@ -534,7 +506,7 @@ class CountGridPrior:
         step = _rows_per_chunk(s)
         for a in range(0, lat.size, step):
             b = min(lat.size, a + step)
-            ucells, inverse = np.unique(_cells(lat[a:b], lon[a:b], self.res), return_inverse=True)
+            ucells, inverse = np.unique(latlng_to_cells(lat[a:b], lon[a:b], self.res), return_inverse=True)
             p_cell = self._cell_distribution(ucells)
             rows = p_cell[inverse]
             dated = month[a:b] >= 0
@@ -563,12 +535,12 @@ class CountGridPrior:
         own = np.arange(cells.size)
         parents, cur = [], cells
         for level in range(self.res - 1, -1, -1):
-            cur = _parents(cur, level)
+            cur = cell_parents(cur, level)
             parents.append(cur)
         p = np.tile(self._global, (cells.size, 1))
         for counts, keys in zip(self._levels, reversed(parents), strict=True):
             p = self._shrink(counts, keys, own, p)
-        neighbours, owner = _ring(cells)
+        neighbours, owner = cell_neighbours(cells)
         p = self._shrink(self._cells, neighbours, owner, p)
         return self._shrink(self._cells, cells, own, p)
 
@@ -590,7 +562,7 @@ class CountGridPrior:
         entry_row = np.repeat(np.arange(c.keys.size), np.diff(c.indptr))
         levels, cur = [], c.keys
         for level in range(self.res - 1, -1, -1):
-            cur = _parents(cur, level)
+            cur = cell_parents(cur, level)
             levels.append(_counts_from(cur[entry_row], c.species, c.counts, len(self.species)))
         return levels[::-1]
 

@@ -54,6 +54,7 @@ from typing import BinaryIO
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._version import __version__
 from .errors import (
     ConfigError,
     EmptyDataError,
@@ -193,7 +194,7 @@ def convert_to_columns(
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "geoprior_version": _version(),
+            "geoprior_version": __version__,
             "n_rows": n,
             "species": species,
             "species_counts": summary.counts.tolist(),
@@ -447,12 +448,6 @@ class _Summary:
 
     def covariate_stats(self) -> tuple[np.ndarray, np.ndarray]:
         return self.mean, np.sqrt(self.m2 / max(self.n, 1))
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 # ---------------------------------------------------------------------------- reading

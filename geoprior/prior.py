@@ -33,8 +33,9 @@ import pandas as pd
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .encoding import EARTH_RADIUS_KM, AnchorTable, EncoderSpec, encode_inputs, xyz
+from .encoding import AnchorTable, EncoderSpec, encode_inputs, xyz
 from .errors import ClassMismatchError, ConfigError, NonFiniteError, UnknownSpeciesError
+from .geo import EARTH_RADIUS_KM
 from .losses import LOSSES
 from .model import GeoNet, ModelConfig
 from .observations import day_of_year

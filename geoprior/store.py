@@ -341,7 +341,7 @@ def save_folder(
     (:func:`atomic_folder`), after :func:`geoprior.outputs.check_output` (an existing
     ``path`` is replaced only with ``overwrite`` and only if it is a saved prior; a missing
     parent folder is created)."""
-    from . import __version__
+    from ._version import __version__
 
     path = Path(path)
     arrays = {k: np.asarray(v) for k, v in arrays.items()}

@@ -44,13 +44,11 @@ from .distributed import (
     to_host,
 )
 from .encoding import (
-    EARTH_RADIUS_KM,
     EncoderSpec,
     anchor_table,
     encode_inputs,
     encoder_spec_for,
     place_scales_km,
-    unit_xyz,
 )
 from .errors import (
     ConfigError,
@@ -59,6 +57,7 @@ from .errors import (
     PriorFileError,
     TrainingDivergedError,
 )
+from .geo import EARTH_RADIUS_KM, unit_xyz
 from .land import land_cells
 from .losses import LOSSES, an_full, an_ssdl, joint, maxent
 from .model import GeoNet, ModelConfig
