@@ -5,7 +5,6 @@ from ._version import __version__
 from .adapters import BirdNETPrior
 from .baselines import CountGridPrior, FrequencyPrior, NearestNeighborPrior, UniformPrior
 from .columns import ColumnStore, convert_to_columns
-from .datasets import load_sample
 from .encoding import AnchorTable, EncoderSpec
 from .errors import (
     ClassMismatchError,
@@ -48,7 +47,8 @@ from .fusion import (
     rerank,
 )
 from .io import detect_format, read_observations
-from .io_logits import read_logits
+from .io.logits import read_logits
+from .io.samples import load_sample
 from .land import is_land
 from .maps import monthly_range_maps, range_map, write_all_species, write_range_map
 from .model import ModelConfig

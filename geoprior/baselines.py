@@ -470,7 +470,7 @@ class CountGridPrior:
             smoothing: additive smoothing of the global frequency, per species.
 
         Example:
-            >>> from geoprior.datasets import load_sample
+            >>> from geoprior.io.samples import load_sample
             >>> CountGridPrior.fit(load_sample("neon_bird"), res=5).res
             5
         """
@@ -720,7 +720,7 @@ class NearestNeighborPrior:
             seed: which locations are held out for ``"auto"``.
 
         Example:
-            >>> from geoprior.datasets import load_sample
+            >>> from geoprior.io.samples import load_sample
             >>> NearestNeighborPrior.fit(load_sample("neon_bird")).bandwidth_km > 0
             True
         """

@@ -133,7 +133,7 @@ def load_observations(
     """``sample:NAME`` loads an embedded sample; a folder written by ``geoprior convert``
     opens as a memory-mapped ColumnStore; anything else goes to read_observations."""
     if source.startswith(SAMPLE_PREFIX):
-        from .datasets import load_sample
+        from .io.samples import load_sample
 
         return load_sample(source[len(SAMPLE_PREFIX) :])
     if (Path(source) / "manifest.json").is_file():
@@ -431,7 +431,7 @@ def rerank(
     """Rerank a classifier's LOGITS (.npy, .npz or .csv) with PRIOR at each row's place."""
     from .fusion import FusionParams
     from .fusion import rerank as rerank_rows
-    from .io_logits import read_classes, read_logits, read_points
+    from .io.logits import read_classes, read_logits, read_points
     from .store import load_prior
 
     check_output(output, overwrite)

@@ -16,7 +16,7 @@ from test_cli import CENTRES, assert_error, run
 
 from geoprior import read_logits
 from geoprior.errors import EmptyDataError, FileEncodingError, PathError
-from geoprior.io_logits import read_classes, read_points
+from geoprior.io.logits import read_classes, read_points
 
 BROKEN = Path(__file__).parent / "fixtures" / "broken"
 TINY = [

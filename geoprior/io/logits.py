@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import EmptyDataError, FormatError, MissingFileError, suggest
-from .fusion import check_logits
-from .io.table import (
+from ..errors import EmptyDataError, FormatError, MissingFileError, suggest
+from ..fusion import check_logits
+from .table import (
     binary_opener,
     check_encoding,
     check_path,
