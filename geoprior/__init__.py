@@ -4,7 +4,7 @@ from . import errors
 from ._version import __version__
 from .adapters import BirdNETPrior
 from .baselines import CountGridPrior, FrequencyPrior, NearestNeighborPrior, UniformPrior
-from .columns import ColumnStore, convert_to_columns
+from .columnstore import ColumnStore, convert_to_columns
 from .encoding import AnchorTable, EncoderSpec
 from .errors import (
     ClassMismatchError,

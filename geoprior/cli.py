@@ -137,7 +137,7 @@ def load_observations(
 
         return load_sample(source[len(SAMPLE_PREFIX) :])
     if (Path(source) / "manifest.json").is_file():
-        from .columns import ColumnStore
+        from .columnstore import ColumnStore
 
         return ColumnStore.open(source)
     from .io import read_observations
@@ -279,7 +279,7 @@ def train(
 def convert(sources, output, covariates, on_invalid, chunk_rows, seed, encoding, overwrite, quiet):
     """Convert SOURCES (files or folders: Parquet, CSV, GBIF, eBird, ...) once into shuffled
     memory-mapped columns that `geoprior train` streams, for data larger than memory."""
-    from .columns import MANIFEST, convert_to_columns
+    from .columnstore import MANIFEST, convert_to_columns
 
     check_output(output, overwrite, marker=MANIFEST, kind="column store")
     store = convert_to_columns(

@@ -66,7 +66,7 @@ from .store import atomic_file
 from .thresholds import compute_thresholds
 
 if TYPE_CHECKING:
-    from .columns import ColumnStore
+    from .columnstore import ColumnStore
 
 __all__ = ["TrainConfig", "train_prior", "resolve_config", "held_out_rows", "support_places"]
 
