@@ -49,15 +49,20 @@ from .fusion import (
 from .io import detect_format, read_observations
 from .io.logits import read_logits
 from .io.samples import load_sample
-from .land import is_land
-from .maps import monthly_range_maps, range_map, write_all_species, write_range_map
+from .maps import (
+    compute_thresholds,
+    is_land,
+    monthly_range_maps,
+    plot_range_map,
+    range_map,
+    write_all_species,
+    write_range_map,
+)
 from .model import ModelConfig
 from .observations import Observations
-from .plot import plot_range_map
 from .prior import GeoPrior
 from .query import Prior
 from .store import load_prior
-from .thresholds import compute_thresholds
 from .train import TrainConfig, train_prior
 
 __all__ = [

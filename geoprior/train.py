@@ -58,12 +58,12 @@ from .errors import (
     TrainingDivergedError,
 )
 from .geo import EARTH_RADIUS_KM, unit_xyz
-from .land import land_cells
 from .losses import LOSSES, an_full, an_ssdl, joint, maxent
+from .maps.land import land_cells
+from .maps.thresholds import compute_thresholds
 from .model import GeoNet, ModelConfig
 from .observations import Observations
 from .store import atomic_file
-from .thresholds import compute_thresholds
 
 if TYPE_CHECKING:
     from .columnstore import ColumnStore

@@ -24,20 +24,20 @@ from geoprior.errors import (
     OutputExistsError,
     UnknownSpeciesError,
 )
-from geoprior.grid import (
-    MAX_GLOBAL_RES,
-    cell_grid,
-    cell_polygons,
-    cell_strings,
-    land_touching,
-    parse_bbox,
-)
 from geoprior.maps import (
     monthly_range_maps,
     range_map,
     resolve_thresholds,
     write_all_species,
     write_range_map,
+)
+from geoprior.maps.grid import (
+    MAX_GLOBAL_RES,
+    cell_grid,
+    cell_polygons,
+    cell_strings,
+    land_touching,
+    parse_bbox,
 )
 from geoprior.store import load_prior
 
@@ -365,7 +365,7 @@ def test_works_with_a_baseline_and_a_trained_geoprior(synthetic_obs, trained_pri
 # ---------------------------------------------------------------------------- CLI
 @pytest.fixture(scope="module")
 def saved_prior(tmp_path_factory, trained_prior, synthetic_obs):
-    from geoprior.thresholds import compute_thresholds
+    from geoprior.maps.thresholds import compute_thresholds
 
     prior = GeoPrior(
         trained_prior.species,
@@ -439,7 +439,7 @@ def test_merge_cells_leaves_no_slivers():
     import h3.api.numpy_int as h3i
     import shapely
 
-    from geoprior.grid import cell_polygons, merge_cells
+    from geoprior.maps.grid import cell_polygons, merge_cells
 
     # every resolution-3 cell within 6 rings of a resolution-3 cell that sits on an
     # icosahedron edge region: the plain union of such cells has hairline gaps

@@ -27,13 +27,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .errors import ConfigError, EmptyDataError
-from .geo import cell_centres, latlng_to_cells
+from ..errors import ConfigError, EmptyDataError
+from ..geo import cell_centres, latlng_to_cells
+from ..observations import Observations
+from ..prior import predict_columns, scores_columns
+from ..query import species_indices
 from .grid import CellGrid
 from .land import land_cells
-from .observations import Observations
-from .prior import predict_columns, scores_columns
-from .query import species_indices
 
 __all__ = ["compute_thresholds", "RULES"]
 

@@ -20,8 +20,8 @@ from typing import NamedTuple
 import numpy as np
 import shapely
 
-from .errors import ConfigError, CoordinateError
-from .geo import (
+from ..errors import ConfigError, CoordinateError
+from ..geo import (
     KM_PER_DEGREE,
     all_cells,
     cell_boundaries,
@@ -34,7 +34,8 @@ from .geo import (
     num_cells,
     pole_cells,
 )
-from .land import is_land
+from ..validation import check_lat_lon
+from .land import land_at
 
 __all__ = [
     "merge_cells",
@@ -43,6 +44,7 @@ __all__ = [
     "MAX_GLOBAL_RES",
     "parse_bbox",
     "cell_grid",
+    "region_grid",
     "cell_centres",
     "cell_polygons",
     "cell_strings",
@@ -164,8 +166,13 @@ def cell_grid(res: int = 4, *, bbox=None, land_only: bool = False) -> CellGrid:
     >>> len(cell_grid(0))
     122
     """
-    res = check_res(res)
-    if bbox is None:
+    return region_grid(check_res(res), None if bbox is None else parse_bbox(bbox), land_only)
+
+
+def region_grid(res: int, region, land_only: bool) -> CellGrid:
+    """:func:`cell_grid` of a checked resolution and a region :func:`parse_bbox` returned
+    (or ``None``: the whole globe); the cells' centres are not checked again."""
+    if region is None:
         if res > MAX_GLOBAL_RES:
             raise ConfigError(
                 f"a global grid at resolution {res} has {num_cells(res):,} cells; global "
@@ -173,7 +180,6 @@ def cell_grid(res: int = 4, *, bbox=None, land_only: bool = False) -> CellGrid:
             )
         grid = _global(res)
     else:
-        region = parse_bbox(bbox)
         box = region.bounds if isinstance(region, shapely.Geometry) else region
         expected = _box_fraction(*box) * num_cells(res)
         if expected > MAX_CELLS:
@@ -188,7 +194,7 @@ def cell_grid(res: int = 4, *, bbox=None, land_only: bool = False) -> CellGrid:
             grid = CellGrid(cells, *cell_centres(cells))
         grid = grid.take(_in_region(grid, region))
     if land_only:
-        grid = grid.take(land_touching(grid.lat, grid.lon, res))
+        grid = grid.take(_land_touching(grid.lat, grid.lon, res))
     return grid
 
 
@@ -196,20 +202,26 @@ def land_touching(lat: np.ndarray, lon: np.ndarray, res: int) -> np.ndarray:
     """True for cells (given by their centres) that touch land, at resolution ``res``.
 
     A cell touches land when its centre, or one of six points 3/4 of the mean edge length
-    away from it, is on land (:func:`geoprior.land.is_land`, Natural Earth 1:50m at 0.1
+    away from it, is on land (:func:`geoprior.maps.land.is_land`, Natural Earth 1:50m at 0.1
     degree), so coastal cells whose centre is at sea are kept.
 
     >>> land_touching(np.array([40.0, 30.0]), np.array([-100.0, -40.0]), 4).tolist()
     [True, False]
     """
     lat, lon = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
-    land = is_land(lat, lon)
+    check_lat_lon(lat, lon)
+    return _land_touching(lat, lon, res)
+
+
+def _land_touching(lat: np.ndarray, lon: np.ndarray, res: int) -> np.ndarray:
+    """:func:`land_touching` of valid centres (a grid's own: not checked again)."""
+    land = land_at(lat, lon)
     dist = _LAND_PROBE * edge_km(res) / KM_PER_DEGREE
     coslat = np.maximum(np.cos(np.radians(lat)), 1e-6)
     for angle in np.radians(np.arange(0, 360, 60)):
         plat = np.clip(lat + dist * np.cos(angle), -90.0, 90.0)
         plon = (lon + dist * np.sin(angle) / coslat + 180.0) % 360.0 - 180.0
-        land |= is_land(plat, plon)
+        land |= land_at(plat, plon)
     return land
 
 
