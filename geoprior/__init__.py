@@ -2,8 +2,6 @@
 
 from . import errors
 from ._version import __version__
-from .adapters import BirdNETPrior
-from .baselines import CountGridPrior, FrequencyPrior, NearestNeighborPrior, UniformPrior
 from .columnstore import ColumnStore, convert_to_columns
 from .encoding import AnchorTable, EncoderSpec
 from .errors import (
@@ -61,6 +59,7 @@ from .maps import (
 from .model import ModelConfig
 from .observations import Observations
 from .prior import GeoPrior
+from .priors import BirdNETPrior, CountGridPrior, FrequencyPrior, NearestNeighborPrior, UniformPrior
 from .query import Prior
 from .store import load_prior
 from .train import TrainConfig, train_prior
