@@ -9,12 +9,21 @@ polygons), :mod:`~geoprior.maps.land` (the embedded land mask),
 
 from .land import is_land, land_cells
 from .plot import plot_range_map
-from .range_map import monthly_range_maps, range_map, resolve_thresholds, uses_dates
+from .range_map import (
+    CRS,
+    MONTH_YEAR,
+    monthly_range_maps,
+    range_map,
+    resolve_thresholds,
+    uses_dates,
+)
 from .thresholds import RULES, compute_thresholds
 from .writers import FORMATS, write_all_species, write_range_map
 
 __all__ = [
+    "CRS",
     "FORMATS",
+    "MONTH_YEAR",
     "RULES",
     "compute_thresholds",
     "is_land",
