@@ -12,7 +12,7 @@ Measures, in one process:
 - scoring throughput (locations x species per second) of ``GeoPrior.predict``.
 
 FLOPs are counted analytically from the network shape (dense layers: 2 * rows * in * out
-forward, twice that backward). Writes ``speed.json`` and ``speed.md`` to ``--out``.
+forward, twice that backward; times the ensemble's members). Writes ``speed.json`` and ``speed.md`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
             fwd = dense_flops(batch, in_dim, config.model, cols) + dense_flops(
                 batch, in_dim, config.model, bg_cols
             )
-            flops = 3 * fwd  # forward + backward (twice the forward)
+            flops = 3 * fwd * config.members  # forward + backward, for every member
             rows.append(
                 {
                     "task": "train",
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
         prior.predict(lat, lon, "2021-06-01")
         sec = time.perf_counter() - t
         in_dim = prior.encoder.dim() + 3
-        flops = dense_flops(n_points, in_dim, ModelConfig(), n_species)
+        flops = dense_flops(n_points, in_dim, ModelConfig(), n_species) * prior.members
         rows.append(
             {
                 "task": "score",

@@ -173,6 +173,12 @@ class GeoPrior:
         return {"joint": OUTPUTS, "maxent": OUTPUTS[:1]}.get(self.loss, OUTPUTS[1:])
 
     @property
+    def members(self) -> int:
+        """Networks whose probabilities the prior averages (a leading axis of that size on
+        every weight when more than one)."""
+        return int(self.header["config"].get("members", 1))
+
+    @property
     def far_km(self) -> float | None:
         """Beyond this distance from every training place a query is outside the extent."""
         return self.header["resolved"].get("far_km") if self.support is not None else None
@@ -259,10 +265,12 @@ class GeoPrior:
             return 2 * EARTH_RADIUS_KM * jnp.arcsin(jnp.clip(chord / 2, 0.0, 1.0))
 
         def log_fade(lat, lon):
-            """0 within ``far_km`` of the data, then a Gaussian fall-off of scale far_km."""
+            """0 within ``far_km`` of the data, then a Gaussian fall-off of scale
+            ``far_km / 3``: presence is multiplied by 0.61 at 4/3 ``far_km`` and by 0.011
+            at twice ``far_km`` (absent, as a prior that knows nothing there should say)."""
             if support is None or softmax:
                 return 0.0
-            beyond = jnp.maximum(distance(lat, lon) - far, 0.0) / far
+            beyond = jnp.maximum(distance(lat, lon) - far, 0.0) / (far / FADE_STEPS)
             return (-0.5 * beyond**2)[:, None]
 
         def activate(logits, fade, log):
@@ -271,13 +279,13 @@ class GeoPrior:
             out = jax.nn.log_sigmoid(logits) + fade
             return out if log else jnp.exp(out)
 
-        def embed(params, lat, lon, doy, cov):
+        def embed1(params, lat, lon, doy, cov):
             x = encode_inputs(spec, tables, lat, lon, doy if uses_date else None, cov)
             return model.apply({"params": params}, x, method=GeoNet.embed)
 
         def every(params, lat, lon, doy, cov, log):
             logits = model.apply(
-                {"params": params}, embed(params, lat, lon, doy, cov), obs_head, method=GeoNet.head
+                {"params": params}, embed1(params, lat, lon, doy, cov), obs_head, method=GeoNet.head
             )
             if softmax:
                 logits = jax.nn.log_softmax(logits, -1)
@@ -296,6 +304,13 @@ class GeoPrior:
             if softmax:
                 logits = logits - lse[:, None]
             return activate(logits, fade, log)
+
+        embed, k = embed1, self.members
+        if k > 1:  # each member on its own weights (and embedding), probabilities averaged
+            every = _averaged(every, (0, None, None, None, None), k)
+            columns = _averaged(columns, (0, 0, None, 0, None), k)
+            embed = jax.vmap(embed1, in_axes=(0, None, None, None, None))
+            normaliser = jax.vmap(normaliser, in_axes=(0, 0, None, None, 0))
 
         return _Scorers(
             jax.jit(every, static_argnames="log"),
@@ -447,7 +462,7 @@ class GeoPrior:
         s = self.n_species
         chunk = s if species_chunk is None else min(s, int(species_chunk))
         every = np.arange(s, dtype=np.int32)
-        lse = jnp.full(emb.shape[0], -jnp.inf, jnp.float32)
+        lse = jnp.full(emb.shape[:-1], -jnp.inf, jnp.float32)  # (n,), or (members, n)
         for a in range(0, s, chunk):
             block = every[a : a + chunk]
             lse = fns.normaliser(params, emb, _pad(block, 0, chunk - block.size), block.size, lse)
@@ -594,6 +609,22 @@ class GeoPrior:
         return save_folder(path, _KIND, header, arrays, overwrite=overwrite)
 
 
+#: the presence fade beyond the extent: Gaussian of scale ``far_km / FADE_STEPS``
+FADE_STEPS = 3.0
+
+
+def _averaged(fn, in_axes, k: int):
+    """``fn(..., log)`` run for each of ``k`` members (``in_axes`` as for ``jax.vmap``) and
+    combined as the members' mean probability (its log stably, with ``log=True``)."""
+
+    def combined(*args, log):
+        each = jax.vmap(lambda *a: fn(*a, log=True), in_axes=in_axes)(*args)
+        mean = jax.nn.logsumexp(each, axis=0) - jnp.log(k)
+        return mean if log else jnp.exp(mean)
+
+    return combined
+
+
 def scores_columns(prior) -> bool:
     """Whether ``prior.predict`` takes ``species=`` and computes only those columns (as a
     :class:`GeoPrior` does), so callers can size their chunks by the columns they ask for.
@@ -676,8 +707,10 @@ def _saved_arrays(header: dict) -> dict[str, ArraySpec]:
         jax.random.key(0),
         jax.ShapeDtypeStruct((1, in_dim), jnp.float32),
     )["params"]
+    members = header["config"].get("members", 1)
+    lead = (members,) if members > 1 else ()  # an ensemble's leading member axis
     specs = {
-        f"params/{k}": ArraySpec(v.shape)
+        f"params/{k}": ArraySpec(lead + v.shape)
         for k, v in traverse_util.flatten_dict(shapes, sep="/").items()
     }
     for name in ("cov_mean", "cov_std"):
@@ -700,6 +733,7 @@ _SCHEMA = Schema(
         "config.model.depth": field(int, min=0),
         "config.model.head_rank": field(int, min=0),
         "config.model.dropout": field(float, min=0),
+        "config.members": field(int, min=1, optional=True),
         "resolved.use_date": field(bool),
         "resolved.encoder": field(dict),
         "covariates": field(list, optional=True),

@@ -46,8 +46,9 @@ __all__ = [
 ]
 
 #: 2: GeoPriors may hold two heads (loss ``joint``), an anchors table and support places;
-#: version-1 files still load.
-FORMAT_VERSION = 2
+#: 3: GeoPriors may be ensembles (``config.members`` > 1, a leading member axis on every
+#: weight). Files of every earlier version still load.
+FORMAT_VERSION = 3
 HEADER = "prior.json"
 ARRAYS = "arrays.npz"
 

@@ -136,6 +136,11 @@ class TrainConfig:
         model_parallel: devices that share one copy of the species head (its columns are
             split over them); the batch is split over the remaining factor of the devices.
             1 (default) replicates the parameters on every device.
+        members: networks trained side by side (a deep ensemble): each from its own
+            initialisation and dropout, all on the same batches and background places (the
+            input features are computed once for all of them); the prior averages their
+            probabilities. Two (default) remove part of the seed-to-seed variance at
+            less than twice the cost (measured in docs/model.md); 1 is a single network.
     """
 
     loss: str = "joint"
@@ -163,6 +168,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     model_parallel: int = 1
+    members: int = 2
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -186,12 +192,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
         if self.cap_per_species is not None and self.cap_per_species < 1:
             raise ConfigError(f"cap_per_species must be >= 1 or None, got {self.cap_per_species}")
-        if isinstance(self.model_parallel, bool) or not (
-            isinstance(self.model_parallel, int) and self.model_parallel >= 1
-        ):
-            raise ConfigError(
-                f"model_parallel must be an integer >= 1, got {self.model_parallel!r}"
-            )
+        for name in ("model_parallel", "members"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, int) and v >= 1):
+                raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
         for name in ("epochs", "learning_rate"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -756,8 +760,14 @@ def _fit(
     loss_kind = config.loss
     pos_weight = res.pos_weight
 
-    def loss_fn(params, b, tables, key, train: bool = True):
+    members = config.members
+
+    def member_loss(params, b, tables, key, member_key=None, train: bool = True):
+        """One network's loss; ``key`` draws what every member shares (background places,
+        date and scale dropout, negatives), ``member_key`` the network's own dropout."""
         k_bg, k_drop, k_drop_bg, k_neg, k_do1, k_do2, k_bgd, k_sc1, k_sc2 = jax.random.split(key, 9)
+        if member_key is not None:
+            k_do1, k_do2 = jax.random.split(member_key)
         labels = b["species"]
         doy = b.get("doy")
         if doy is not None and train:
@@ -803,12 +813,31 @@ def _fit(
         bg_logit = model.apply(variables, emb_bg, labels[:, None], method=GeoNet.head_columns)[:, 0]
         return an_ssdl(obs_logits[:, 0], obs_logits[:, 1], bg_logit, pos_weight)
 
+    def loss_fn(params, b, tables, key, train: bool = True):
+        """The training loss: with several members, the sum of theirs (so each member's
+        gradient is its own); in validation, each held-out row's loss under the members'
+        averaged probabilities."""
+        if members == 1:
+            return member_loss(params, b, tables, key, None, train)
+        member_keys = jax.random.split(jax.random.fold_in(key, 1), members)
+        each = jax.vmap(member_loss, in_axes=(0, None, None, None, 0, None))(
+            params, b, tables, key, member_keys, train
+        )
+        if not train and each.ndim == 2:  # per-row -log p: of the mean probability
+            return -(jax.nn.logsumexp(-each, axis=0) - jnp.log(members))
+        return jnp.sum(each) if train else jnp.mean(each)
+
     def init_state():
         # initialise the real head, then pad it with zero columns (which the losses
         # ignore), so the weights do not depend on how the head is split
-        params = GeoNet(n_species, config.model, observation_head=two_heads).init(
-            init_key, jnp.zeros((1, in_dim))
-        )["params"]
+        def init_one(k):
+            net = GeoNet(n_species, config.model, observation_head=two_heads)
+            return net.init(k, jnp.zeros((1, in_dim)))["params"]
+
+        if members == 1:
+            params = init_one(init_key)
+        else:  # a leading member axis on every weight
+            params = jax.vmap(init_one)(jax.random.split(init_key, members))
         params = jax.tree_util.tree_map_with_path(
             lambda path, x: (
                 jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, padded - n_species)])
@@ -831,7 +860,7 @@ def _fit(
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         return TrainState(
             optax.apply_updates(state.params, updates), opt_state, state.step + 1
-        ), loss
+        ), loss / members  # the members' mean
 
     train_step = jax.jit(
         step_fn,

@@ -73,16 +73,23 @@ def random_prior(
     use_date: bool = False,
     n_covariates: int = 0,
     seed: int = 0,
+    members: int = 1,
 ) -> GeoPrior:
-    """A GeoPrior with random weights (no training): species ``s0, s1, ...``."""
+    """A GeoPrior with random weights (no training): species ``s0, s1, ...``; with
+    ``members > 1`` an ensemble of that many networks (a leading member axis)."""
     enc = EncoderSpec(kind="fourier", n_features=8, min_km=100.0)
     model = ModelConfig(width=width, depth=depth, dropout=0.0, head_rank=head_rank)
     doy = jnp.ones(1) if use_date else None
     cov = jnp.zeros((1, n_covariates)) if n_covariates else None
     x = encode_inputs(enc, enc.frequencies(), jnp.zeros(1), jnp.zeros(1), doy, cov)
-    params = GeoNet(n_species, model).init(jax.random.PRNGKey(seed), x)["params"]
+    net = GeoNet(n_species, model, observation_head=loss == "joint")
+    if members == 1:
+        params = net.init(jax.random.PRNGKey(seed), x)["params"]
+    else:
+        keys = jax.random.split(jax.random.PRNGKey(seed), members)
+        params = jax.vmap(lambda k: net.init(k, x)["params"])(keys)
     header = {
-        "config": {"loss": loss, "model": model.to_dict()},
+        "config": {"loss": loss, "model": model.to_dict(), "members": members},
         "resolved": {"use_date": use_date, "encoder": enc.to_dict()},
         "covariates": [f"c{i}" for i in range(n_covariates)],
         "extent": {"bbox": [-180.0, -90.0, 180.0, 90.0]},

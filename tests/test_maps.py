@@ -39,6 +39,7 @@ from geoprior.maps.grid import (
     land_touching,
     parse_bbox,
 )
+from geoprior.maps.plot import plot_range_map
 from geoprior.store import load_prior
 
 CENTRES = {"Setophaga virens": (43.0, -75.0), "Dromaius novaehollandiae": (-25.0, 135.0)}
@@ -280,6 +281,42 @@ def test_png_is_an_image_of_the_expected_size(frame, tmp_path):
     assert png_size(write_range_map(monthly, tmp_path / "m.png", dpi=20)) == (360, 208)
     with pytest.raises(ConfigError, match="color"):
         write_range_map(frame, tmp_path / "c.png", color="rainbow")
+
+
+@settings(max_examples=5, deadline=None)
+@given(west=st.floats(-100.0, -80.0), threshold=st.floats(0.05, 0.95))
+def test_a_panel_is_drawn_onto_the_axes_it_is_given_and_nowhere_else(west, threshold):
+    plt = pytest.importorskip("matplotlib.pyplot")
+    box = (west, 30.0, west + 30.0, 55.0)
+    one = range_map(BlobPrior(), "Setophaga virens", res=2, threshold=threshold, bbox=box)
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3), dpi=40)
+    try:
+        figures = plt.get_fignums()
+        out = plot_range_map(one, ax=axes[1], title="blob", colorbar_label="blob score")
+        assert out is fig and plt.get_fignums() == figures  # no figure of its own
+        assert axes[1].get_xlim() == (box[0], box[2]) and axes[1].get_ylim() == (30.0, 55.0)
+        assert axes[1].get_title() == "blob" and not fig.get_suptitle()
+        assert len(axes[1].collections) >= 2 and not axes[0].collections  # land and cells
+        bars = [a for a in fig.axes if a not in axes]
+        assert [a.get_ylabel() for a in bars] == ["blob score"]
+        legend = [t.get_text() for t in axes[1].get_legend().get_texts()]
+        assert legend == [f"in range (p ≥ {float(np.float32(threshold)):.3g})"]
+    finally:
+        plt.close(fig)
+
+
+def test_an_axes_takes_one_panel():
+    plt = pytest.importorskip("matplotlib.pyplot")
+    monthly = monthly_range_maps(BlobPrior(seasonal=True), "Setophaga virens", res=1, threshold=0.3)
+    fig, ax = plt.subplots()
+    try:
+        with pytest.raises(ConfigError, match="one panel"):
+            plot_range_map(monthly, ax=ax)
+        one = range_map(BlobPrior(), "Setophaga virens", res=1, threshold=0.3)
+        with pytest.raises(ConfigError, match="figsize"):
+            plot_range_map(one, ax=ax, figsize=(4, 3))
+    finally:
+        plt.close(fig)
 
 
 def test_outputs_are_not_overwritten_without_asking(frame, tmp_path):

@@ -1,6 +1,7 @@
 import json
 import re
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,7 +24,7 @@ from geoprior import (
     train_prior,
 )
 from geoprior.encoding import encode_inputs
-from geoprior.prior import _padding, predict_columns, scores_columns, top_k_frame
+from geoprior.prior import FADE_STEPS, _padding, predict_columns, scores_columns, top_k_frame
 
 RNG = np.random.default_rng(7)
 LAT = RNG.uniform(-70, 70, 23)
@@ -248,9 +249,10 @@ def test_predict_is_exp_of_log_prob(trained_prior, loss):
     chunk=st.sampled_from([None, 1, 5]),
     batch=st.sampled_from([6, 8192]),
     seed=st.integers(0, 2**16),
+    members=st.sampled_from([1, 3]),
 )
-def test_species_columns_are_the_full_columns(loss, head_rank, chunk, batch, seed):
-    prior = _cached_prior(loss, head_rank)
+def test_species_columns_are_the_full_columns(loss, head_rank, chunk, batch, seed, members):
+    prior = _cached_prior(loss, head_rank, members)
     rng = np.random.default_rng(seed)
     full = prior.predict(LAT, LON)
     cols = rng.integers(0, prior.n_species, rng.integers(1, 12))
@@ -273,12 +275,68 @@ def test_species_columns_are_the_full_columns(loss, head_rank, chunk, batch, see
 _PRIORS: dict = {}
 
 
-def _cached_prior(loss, head_rank):
+def _cached_prior(loss, head_rank, members=1):
     """Hypothesis examples share a few random priors (and their compilations)."""
-    key = (loss, head_rank)
+    key = (loss, head_rank, members)
     if key not in _PRIORS:
-        _PRIORS[key] = random_prior(37, loss=loss, head_rank=head_rank)
+        _PRIORS[key] = random_prior(37, loss=loss, head_rank=head_rank, members=members)
     return _PRIORS[key]
+
+
+def _member(prior: GeoPrior, i: int) -> GeoPrior:
+    """Member ``i`` of an ensemble prior, as a one-network prior."""
+    header = json.loads(json.dumps(prior.header))
+    header["config"]["members"] = 1
+    return GeoPrior(
+        prior.species,
+        jax.tree_util.tree_map(lambda x: x[i], prior.params),
+        header,
+        cov_mean=prior.cov_mean,
+        cov_std=prior.cov_std,
+        anchors=prior.anchors,
+        support=prior.support,
+    )
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    loss=st.sampled_from(["an_full", "maxent", "joint"]),
+    chunk=st.sampled_from([None, 2]),
+    seed=st.integers(0, 2**16),
+)
+def test_an_ensemble_predicts_the_mean_of_its_members(loss, chunk, seed):
+    """On every output and scoring path, an ensemble's probability is the mean of its
+    members' (so observation rows still sum to 1) and its log-probability the log of it."""
+    prior = _cached_prior(loss, 0, 3)
+    members = [_member(prior, i) for i in range(3)]
+    cols = np.random.default_rng(seed).integers(0, prior.n_species, 5)
+    for output in prior.outputs:
+        kw = dict(output=output, species_chunk=chunk)
+        mean = np.mean([m.predict(LAT, LON, **kw) for m in members], axis=0)
+        np.testing.assert_allclose(prior.predict(LAT, LON, **kw), mean, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            prior.log_prob(LAT, LON, **kw), np.log(mean), rtol=1e-5, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            prior.predict(LAT, LON, species=cols, **kw), mean[:, cols], rtol=1e-5, atol=1e-7
+        )
+        if output == "observation":
+            np.testing.assert_allclose(mean.sum(1), 1.0, rtol=1e-5)
+
+
+def test_a_trained_ensemble_saves_and_reloads_its_members(trained_prior, tmp_path):
+    """The default prior is an ensemble (TrainConfig.members); its members differ, and a
+    saved ensemble reloads bit-identically with its member axis checked."""
+    assert trained_prior.members == 2
+    a, b = (_member(trained_prior, i).predict(LAT, LON, DATES) for i in range(2))
+    assert not np.allclose(a, b)
+    np.testing.assert_allclose(trained_prior.predict(LAT, LON, DATES), (a + b) / 2, rtol=1e-5)
+    trained_prior.save(tmp_path / "e.prior")
+    back = load_prior(tmp_path / "e.prior")
+    assert back.members == 2
+    np.testing.assert_array_equal(
+        back.predict(LAT, LON, DATES), trained_prior.predict(LAT, LON, DATES)
+    )
 
 
 def test_species_argument_errors(trained_prior):
@@ -408,7 +466,7 @@ def test_presence_fades_beyond_the_extent_and_outside_says_so(trained_prior):
     assert d > far
     p_here = trained_prior.predict(*here, output="presence")
     p_away = trained_prior.predict(*away, output="presence")
-    fade = np.exp(-0.5 * ((d - far) / far) ** 2)
+    fade = np.exp(-0.5 * ((d - far) / (far / FADE_STEPS)) ** 2)
     assert p_away.max() <= fade * 1.0001 + 1e-7 and p_here.max() > 0.1
     # the fade is applied on every scoring path alike
     cols = trained_prior.predict(*away, output="presence", species=[0, 2])

@@ -134,6 +134,22 @@ def test_config_errors():
     assert TrainConfig().with_updates({"model.width": 64, "steps": 5}).model.width == 64
     with pytest.raises(ConfigError, match="batch_size"):
         TrainConfig(batch_size=-3)
+    for bad in (0, True, 1.5, "2"):
+        with pytest.raises(ConfigError, match="members must be an integer >= 1"):
+            TrainConfig(members=bad)
+
+
+def test_one_member_is_one_network_and_an_ensemble_stacks_distinct_members(synthetic_obs):
+    """members=1 is a plain network (no member axis); an ensemble's weights carry a
+    leading member axis, and its members differ (their own initialisation and dropout)."""
+    single = train_prior(synthetic_obs, small_config(members=1, steps=60), progress=False)
+    pair = train_prior(synthetic_obs, small_config(members=2, steps=60), progress=False)
+    assert single.members == 1 and pair.members == 2
+    leaves = jax.tree_util.tree_leaves
+    for x, y in zip(leaves(single.params), leaves(pair.params)):
+        assert y.shape == (2, *x.shape)
+        assert not np.allclose(y[0], y[1])
+    assert np.isfinite(pair.loss_curve).all() and pair.loss_curve.size == 60
 
 
 def test_far_background_keeps_away_from_observed_places():

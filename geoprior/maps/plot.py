@@ -93,6 +93,8 @@ def plot_range_map(
     extent: tuple[float, float, float, float] | None = None,
     figsize: tuple[float, float] | None = None,
     dpi: int = 120,
+    ax=None,
+    colorbar_label: str = "prior probability",
 ):
     """Draw a range map; returns the matplotlib Figure.
 
@@ -102,13 +104,20 @@ def plot_range_map(
         color: ``"prob"`` (cells coloured by probability on a square-root scale, so low
             values stay visible; the in-range area outlined; a colour bar) or ``"in_range"`` (in-range cells filled); default ``"prob"`` for
             cells, ``"in_range"`` for dissolved maps.
-        title: the figure title (default: the species, for monthly pictures).
+        title: the figure title (default: the species, for monthly pictures); with ``ax``,
+            the panel's title (default: the species and month).
         extent: ``(west, south, east, north)`` shown; default the in-range cells with a
             margin (all cells when none is in range), or the map's bbox.
         figsize: inches; default 10 x 6 for one panel, 4.5 x 3.2 per panel of a grid.
         dpi: dots per inch (the PNG is ``figsize * dpi`` pixels).
+        ax: a matplotlib Axes to draw one panel onto (one species, one date), e.g. to put
+            several priors side by side; its colour bar takes room from that Axes alone and
+            the size and dpi are the figure's own (``figsize`` is then an error).
+        colorbar_label: what the colours are, e.g. the name of the prior's score.
 
     >>> fig = plot_range_map(range_map(prior, "Setophaga virens"))  # doctest: +SKIP
+    >>> fig, axes = plt.subplots(1, 2)  # doctest: +SKIP
+    >>> plot_range_map(range_map(prior, "Setophaga virens", month=6), ax=axes[0])  # doctest: +SKIP
     """
     plt = _pyplot()
     from matplotlib.colors import PowerNorm
@@ -127,22 +136,36 @@ def plot_range_map(
     in_range = frame["in_range"].to_numpy(bool) if cells else ~frame.geometry.is_empty.to_numpy()
     extent = extent or _extent(frame, in_range)
     n = len(panels)
-    ncols = 1 if n == 1 else (4 if n > 6 else min(3, n))
-    nrows = int(np.ceil(n / ncols))
-    if figsize is None:
-        figsize = SINGLE_SIZE if n == 1 else (PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows + 0.8)
-    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, dpi=dpi, squeeze=False)
+    if ax is not None:
+        if n != 1:
+            raise ConfigError(
+                f"ax= takes a map of one panel; this frame has {n} (one per month or species):"
+                " draw them one by one"
+            )
+        if figsize is not None:
+            raise ConfigError("figsize is the figure's own when drawing onto ax=")
+        fig, axes = ax.figure, np.array([[ax]])
+        if title is not None:
+            panels = [(title, panels[0][1])]
+    else:
+        ncols = 1 if n == 1 else (4 if n > 6 else min(3, n))
+        nrows = int(np.ceil(n / ncols))
+        if figsize is None:
+            figsize = (
+                SINGLE_SIZE if n == 1 else (PANEL_SIZE[0] * ncols, PANEL_SIZE[1] * nrows + 0.8)
+            )
+        fig, axes = plt.subplots(nrows, ncols, figsize=figsize, dpi=dpi, squeeze=False)
     top = float(frame["prob"].max()) if cells else 0.0
     norm = PowerNorm(0.5, 0.0, top or 1.0) if color == "prob" else None
     land = _clip(np.array([land_outline()]), extent)
     w, s, e, n_ = extent
-    for ax, (panel_title, rows) in zip(axes.flat, panels):
-        ax.set_facecolor(SEA)
-        _draw(ax, land, facecolor=LAND, edgecolor=LAND_EDGE, linewidth=0.4)
+    for panel_ax, (panel_title, rows) in zip(axes.flat, panels):
+        panel_ax.set_facecolor(SEA)
+        _draw(panel_ax, land, facecolor=LAND, edgecolor=LAND_EDGE, linewidth=0.4)
         shown = rows.cx[w:e, s:n_]
         if color == "prob":
             _draw(
-                ax,
+                panel_ax,
                 shown.geometry.to_numpy(),
                 array=shown["prob"].to_numpy(),
                 cmap=CMAP,
@@ -152,7 +175,7 @@ def plot_range_map(
             inside = shown.geometry[shown["in_range"].to_numpy(bool)].to_numpy()
             if inside.size:
                 _draw(
-                    ax,
+                    panel_ax,
                     np.array([merge_cells(inside)]),
                     facecolor="none",
                     edgecolor=OUTLINE,
@@ -161,33 +184,33 @@ def plot_range_map(
         else:
             keep = shown["in_range"].to_numpy(bool) if cells else ~shown.geometry.is_empty
             _draw(
-                ax,
+                panel_ax,
                 shown.geometry[keep].to_numpy(),
                 facecolor=IN_RANGE,
                 edgecolor="none",
                 alpha=0.85,
             )
-        ax.set_xlim(w, e)
-        ax.set_ylim(s, n_)
-        ax.set_aspect(1.0 / max(0.2, np.cos(np.radians((s + n_) / 2))))
-        ax.set_title(panel_title, fontsize=11 if n == 1 else 9)
-        ax.tick_params(labelsize=7)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
+        panel_ax.set_xlim(w, e)
+        panel_ax.set_ylim(s, n_)
+        panel_ax.set_aspect(1.0 / max(0.2, np.cos(np.radians((s + n_) / 2))))
+        panel_ax.set_title(panel_title, fontsize=11 if n == 1 else 9)
+        panel_ax.tick_params(labelsize=7)
+    for panel_ax in axes.flat[n:]:
+        panel_ax.set_visible(False)
     thresholds = frame.attrs.get("thresholds", {})
     label = "in range"
     if len(thresholds) == 1:
         label += f" (p ≥ {next(iter(thresholds.values())):.3g})"
     if color == "prob":
         mappable = plt.cm.ScalarMappable(norm=norm, cmap=CMAP)
-        fig.colorbar(mappable, ax=list(axes.flat[:n]), shrink=0.7, label="prior probability")
+        fig.colorbar(mappable, ax=list(axes.flat[:n]), shrink=0.7, label=colorbar_label)
         handles = [Line2D([], [], color=OUTLINE, linewidth=1.2, label=label)]
     else:
         handles = [Patch(facecolor=IN_RANGE, label=label)]
     axes.flat[0].legend(handles=handles, loc="lower left", fontsize=8, framealpha=0.8)
-    if title is None and "month" in frame.columns:
+    if ax is None and title is None and "month" in frame.columns:
         title = str(frame["species"].iloc[0])
-    if title:
+    if ax is None and title:
         fig.suptitle(title, fontsize=13)
     return fig
 
