@@ -1,2 +1,4 @@
-"""The pure core: the encoders, the model and the losses, functions of arrays that jit, with
-no files, data frames, CLI or plots; nothing here imports the shell."""
+"""The pure core: functions of arrays that jit — the encoders, the model, the losses and the
+fusion maths — with no files, data frames, CLI or plots. Nothing here imports the shell
+(``io``, ``fusion``, ``maps``, ``cli``, ``train``, ``priors``); inputs are validated before
+they get here."""

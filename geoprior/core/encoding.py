@@ -38,6 +38,7 @@ import numpy as np
 from h3.api import basic_int as h3
 
 from ..errors import ConfigError
+from ..geo import EARTH_RADIUS_KM, haversine_km, unit_xyz
 
 __all__ = [
     "EARTH_RADIUS_KM",
@@ -57,7 +58,6 @@ __all__ = [
     "xyz",
 ]
 
-EARTH_RADIUS_KM = 6371.0088
 _DEG = math.pi / 180.0
 KINDS = ("wrap", "xyz", "spherical_harmonics", "sinusoidal", "fourier", "anchors")
 #: Mean H3 hexagon edge (km) per resolution: the width of an anchor's bump.
@@ -360,20 +360,6 @@ def encode_location(spec: EncoderSpec, lat, lon, tables=None, cutoff=None):
             lat, lon, min_km=spec.min_km, max_km=spec.max_km, n_scales=spec.n_features
         )
     return fourier(lat, lon, spec.frequencies() if tables is None else tables)
-
-
-def unit_xyz(lat, lon) -> np.ndarray:
-    """Unit-sphere points ``(n, 3)`` of degrees (numpy; :func:`xyz` is the JAX encoder)."""
-    la, lo = np.radians(lat), np.radians(lon)
-    return np.stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)], axis=-1)
-
-
-def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
-    """Great-circle distance in km (numpy, broadcasting)."""
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dp, dl = p2 - p1, np.radians(lon2) - np.radians(lon1)
-    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
 
 
 def place_scales_km(

@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..core.encoding import EARTH_RADIUS_KM, unit_xyz
-from ..land import land_cells
+from ..geo import EARTH_RADIUS_KM, unit_xyz
+from ..maps.land import land_cells
 
 __all__ = ["Background", "support_places"]
 

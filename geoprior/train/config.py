@@ -22,7 +22,7 @@ from ..errors import ConfigError
 from ..observations import Observations
 
 if TYPE_CHECKING:
-    from ..columns import ColumnStore
+    from ..columnstore import ColumnStore
 
 __all__ = ["TrainConfig", "Resolved", "resolve_config", "data_places"]
 

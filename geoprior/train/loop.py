@@ -27,8 +27,8 @@ from jax.sharding import PartitionSpec as P
 
 from ..core.model import GeoNet
 from ..errors import ConfigError, EmptyDataError, OutputExistsError, TrainingDivergedError
+from ..maps.thresholds import compute_thresholds
 from ..observations import Observations
-from ..thresholds import compute_thresholds
 from .backgrounds import Background, support_places
 from .batches import BlockPlan, MemoryRows, PermutationPlan, StoreRows, capped_rows
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -54,7 +54,7 @@ from .step import (
 from .validate import Monitor, choose_steps, validates
 
 if TYPE_CHECKING:
-    from ..columns import ColumnStore
+    from ..columnstore import ColumnStore
 
 __all__ = ["train_prior", "fit_thresholds"]
 

@@ -27,13 +27,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-# grid.py has no public (lat, lon) -> int64 cell function; baselines' helper is the one
-from .baselines import _cells
-from .errors import ConfigError, EmptyDataError
+from ..errors import ConfigError, EmptyDataError
+from ..geo import cell_centres, latlng_to_cells
+from ..observations import Observations
+from ..prior import predict_columns, scores_columns
+from ..query import species_indices
+from .grid import CellGrid
 from .land import land_cells
-from .observations import Observations
-from .prior import predict_columns, scores_columns
-from .query import species_indices
 
 __all__ = ["compute_thresholds", "RULES"]
 
@@ -158,7 +158,7 @@ def _background_cells(n: int, res: int, seed: int) -> np.ndarray:
     pick = rng.choice(south.size, size=n, p=weights)
     lat = south[pick] + step * rng.random(n)
     lon = west[pick] + step * rng.random(n)
-    return _cells(lat, lon, res)
+    return latlng_to_cells(lat, lon, res)
 
 
 def _keys(species: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -169,15 +169,13 @@ def _keys(species: np.ndarray, probs: np.ndarray) -> np.ndarray:
 
 
 def _f1(prior, obs: Observations, cols, target, res: int, n_background: int, seed) -> np.ndarray:
-    from .grid import CellGrid, cell_centres
-
     if getattr(prior, "covariate_names", ()):
         raise ConfigError(
             "the F1 rule evaluates the prior at cell centres, which have no covariates; "
             "use rule='lpt' for a prior with covariates"
         )
     s = cols.size
-    occupied = _cells(obs.lat, obs.lon, res)
+    occupied = latlng_to_cells(obs.lat, obs.lon, res)
     cells = np.unique(np.concatenate([occupied, _background_cells(n_background, res, seed)]))
     grid = CellGrid(cells, *cell_centres(cells))
     # presence pairs: code = cell position * S + species position, unique and sorted

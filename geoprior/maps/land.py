@@ -11,9 +11,9 @@ from importlib import resources
 
 import numpy as np
 
-from .validation import check_lat_lon
+from ..validation import check_lat_lon
 
-__all__ = ["is_land", "land_cells"]
+__all__ = ["is_land", "land_at", "land_cells"]
 
 
 @lru_cache(maxsize=1)
@@ -39,6 +39,12 @@ def is_land(lat, lon) -> np.ndarray:
     [True, False]
     """
     lat, lon = check_lat_lon(lat, lon)
+    return land_at(lat, lon)
+
+
+def land_at(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """:func:`is_land` of float arrays already known to be valid degrees (not checked again:
+    for points the library made itself, such as cell centres)."""
     mask, _ = _mask()
     r, c = _rows_cols(lat, lon)
     return mask[r, c]

@@ -2,7 +2,7 @@
 places of its inputs, for reranking.
 
 A thin shell for :func:`geoprior.fusion.rerank` and the ``geoprior rerank`` command: it
-reads the array, checks it with :func:`geoprior.fusion.check_logits` and returns the class
+reads the array, checks it with :func:`geoprior.fusion.checks.check_logits` and returns the class
 names when the file carries them; :func:`read_classes` and :func:`read_points` read the
 class list and the points table. Every problem is a :class:`~geoprior.GeopriorError` naming
 the file.
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import EmptyDataError, FormatError, MissingFileError, suggest
-from .fusion import check_logits
-from .io.table import (
+from ..errors import EmptyDataError, FormatError, MissingFileError, suggest
+from ..fusion.checks import check_logits
+from .table import (
     binary_opener,
     check_encoding,
     check_path,

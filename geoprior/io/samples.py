@@ -12,8 +12,8 @@ from importlib import resources
 
 import pandas as pd
 
-from .errors import ConfigError, suggest
-from .observations import Observations
+from ..errors import ConfigError, suggest
+from ..observations import Observations
 
 __all__ = ["SAMPLES", "load_sample", "sample_path"]
 

@@ -1,20 +1,10 @@
-"""Larger-than-memory training data: observation files converted once to memory-mapped columns.
+"""Writing a column store: observation files of any size converted once to shuffled columns.
 
 :func:`convert_to_columns` streams observation files (a Parquet dataset, a folder of CSVs,
 GBIF or eBird downloads ...) in chunks, validates each chunk exactly as the readers of
-:mod:`geoprior.io` do, shuffles the rows once and writes them as raw columns that
-:class:`ColumnStore` opens with ``np.load(mmap_mode="r")``. A store is a folder::
-
-    STORE/
-      manifest.json       {"format": "geoprior-columns", "format_version": 1, "n_rows": n,
-                           "species": [sorted names], "species_counts": [...], "extent": {...},
-                           "covariate_names", "covariate_mean", "covariate_std",
-                           "dated_fraction", "sources", "report", "seed", "chunk_rows"}
-      lat.npy             float32 (n,)
-      lon.npy             float32 (n,)
-      date.npy            datetime64[D] (n,), NaT where undated
-      species_index.npy   int32 (n,), index into the manifest's sorted species names
-      covariates.npy      float32 (n, c), only when covariates were asked for
+:mod:`geoprior.io` do, shuffles the rows once and writes them as the raw columns of a store
+(the layout: :mod:`geoprior.columnstore.store`), which :class:`ColumnStore` opens
+memory-mapped.
 
 The rows are in a uniformly random order (fixed by ``seed``), so any block of consecutive
 rows is a random sample, and the first ``k`` rows of a species are a random ``k`` of them.
@@ -47,50 +37,31 @@ import shutil
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import (
-    ConfigError,
-    EmptyDataError,
-    FormatError,
-    MissingFileError,
-    RowIndexError,
-    suggest,
-)
-from .io import PLANS
-from .io.detect import detect_format
-from .io.table import ObservationChunks, binary_opener, check_path, real_suffix
-from .names import case_variants
-from .observations import Observations
-from .outputs import check_output
-from .store import atomic_folder, read_json_header
-from .validation import InvalidRows, check_on_invalid, warn_dropped
+from .._version import __version__
+from ..errors import ConfigError, EmptyDataError, FormatError, suggest
+from ..io import PLANS
+from ..io.detect import detect_format
+from ..io.table import ObservationChunks, binary_opener, check_path, real_suffix
+from ..names import case_variants
+from ..observations import Observations
+from ..outputs import check_output
+from ..store import atomic_folder
+from ..validation import InvalidRows, check_on_invalid, warn_dropped
+from .store import FORMAT, FORMAT_VERSION, MANIFEST, ColumnStore, check_count, layout
 
-__all__ = ["ColumnStore", "convert_to_columns"]
+__all__ = ["convert_to_columns", "STREAMED"]
 
-FORMAT = "geoprior-columns"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 STREAMED = tuple(PLANS)
 _DATA_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".tab", ".txt", ".zip")
 _COLUMN_KEYS = ("lat", "lon", "species", "date")
-_SCAN_ROWS = 1 << 20
-_MANIFEST_KEYS = (
-    "n_rows",
-    "species",
-    "species_counts",
-    "covariate_names",
-    "covariate_mean",
-    "covariate_std",
-    "dated_fraction",
-    "extent",
-    "report",
-)
+#: Bytes of a text file read to estimate its rows.
+_HEAD_BYTES = 1 << 20
 
 
 # ---------------------------------------------------------------------------- converting
@@ -144,8 +115,8 @@ def convert_to_columns(
         Observations(987100 rows, 9871 species, 987100 dated)
     """
     check_on_invalid(on_invalid)
-    _check_count(chunk_rows, "chunk_rows", 1)
-    _check_count(seed, "seed", 0)
+    check_count(chunk_rows, "chunk_rows", 1)
+    check_count(seed, "seed", 0)
     mapping = dict(columns or {})
     for key in mapping:
         if key not in _COLUMN_KEYS:
@@ -193,7 +164,7 @@ def convert_to_columns(
         manifest = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "geoprior_version": _version(),
+            "geoprior_version": __version__,
             "n_rows": n,
             "species": species,
             "species_counts": summary.counts.tolist(),
@@ -219,7 +190,7 @@ def _write_columns(tmp, buckets, n, to_sorted, n_covariates, chunk_rows, rng, ba
     with ExitStack() as stack:
         out = {
             name: stack.enter_context(_column_file(tmp / f"{name}.npy", dt, shape))
-            for name, dt, shape in _layout(n, n_covariates)
+            for name, dt, shape in layout(n, n_covariates)
         }
         for path, count in buckets:
             for rec in _shuffled(path, count, dtype, chunk_rows, rng):
@@ -280,9 +251,9 @@ def _estimate_rows(path: Path) -> int:
 
         return pq.read_metadata(path).num_rows
     with binary_opener(path)() as fh:
-        head = fh.read(_SCAN_ROWS)
+        head = fh.read(_HEAD_BYTES)
     lines = head.count(b"\n")
-    if len(head) < _SCAN_ROWS:
+    if len(head) < _HEAD_BYTES:
         return lines
     compressed = path.suffix.lower() in (".gz", ".bz2", ".xz", ".zip")
     return int(path.stat().st_size * (5 if compressed else 1) * max(lines, 1) / len(head))
@@ -293,19 +264,6 @@ def _record_dtype(n_covariates: int) -> np.dtype:
     if n_covariates:
         fields.append(("cov", "<f4", (n_covariates,)))
     return np.dtype(fields)
-
-
-def _layout(n: int, n_covariates: int) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
-    """``(name, dtype, shape)`` of each column file of a store."""
-    out = [
-        ("lat", np.dtype("<f4"), (n,)),
-        ("lon", np.dtype("<f4"), (n,)),
-        ("date", np.dtype("<M8[D]"), (n,)),
-        ("species_index", np.dtype("<i4"), (n,)),
-    ]
-    if n_covariates:
-        out.append(("covariates", np.dtype("<f4"), (n, n_covariates)))
-    return out
 
 
 class _Reader:
@@ -447,217 +405,3 @@ class _Summary:
 
     def covariate_stats(self) -> tuple[np.ndarray, np.ndarray]:
         return self.mean, np.sqrt(self.m2 / max(self.n, 1))
-
-
-def _version() -> str:
-    from . import __version__
-
-    return __version__
-
-
-# ---------------------------------------------------------------------------- reading
-@dataclass(frozen=True, eq=False)
-class ColumnStore:
-    """A converted, shuffled set of observations, its columns memory-mapped read-only.
-
-    Open one with :meth:`open` (or get it from :func:`convert_to_columns`). The columns are
-    ``np.memmap`` arrays: slicing reads only the rows asked for.
-
-    Attributes:
-        path: the store folder.
-        species: the vocabulary, sorted names; ``species_index`` indexes it.
-        covariate_names: names of the ``covariates`` columns.
-        lat, lon: float32 degrees. date: ``datetime64[D]`` (``NaT`` undated).
-        species_index: int32. covariates: float32 ``(n, c)`` or ``None``.
-        manifest: the parsed ``manifest.json``.
-
-    Example:
-        >>> store = ColumnStore.open("birds.columns")  # doctest: +SKIP
-        >>> obs = store.take(store.sample_rows(10_000))  # doctest: +SKIP
-    """
-
-    path: Path
-    species: tuple[str, ...]
-    covariate_names: tuple[str, ...]
-    lat: np.ndarray
-    lon: np.ndarray
-    date: np.ndarray
-    species_index: np.ndarray
-    covariates: np.ndarray | None
-    manifest: dict
-
-    @classmethod
-    def open(cls, path) -> ColumnStore:
-        """Open a store folder, checking its manifest and the type and shape of each column.
-
-        Raises:
-            MissingFileError: ``path`` does not exist.
-            FormatError: it is not a column store, or a file is missing, corrupt,
-                truncated or of the wrong shape, or written by a newer geoprior.
-        """
-        path = Path(os.fspath(path)).expanduser()
-        if not path.exists():
-            raise MissingFileError(2, "No such column store", str(path))
-        file = path / MANIFEST
-        if not file.is_file():
-            raise FormatError(
-                f"{path} is not a column store: no {MANIFEST} inside (expected a folder "
-                f"written by convert_to_columns)"
-            )
-        manifest = read_json_header(file, FORMAT, FORMAT_VERSION, FormatError)
-        missing = [k for k in _MANIFEST_KEYS if k not in manifest]
-        if missing:
-            raise FormatError(f"{file} is incomplete: no {', '.join(missing)}")
-        try:
-            n = int(manifest["n_rows"])
-            species = tuple(str(s) for s in manifest["species"])
-            names = tuple(str(s) for s in manifest["covariate_names"])
-            counts = [int(c) for c in manifest["species_counts"]]
-        except (TypeError, ValueError) as e:
-            raise FormatError(f"{file} is corrupt: {type(e).__name__}: {e}") from None
-        if len(counts) != len(species) or sum(counts) != n:
-            raise FormatError(
-                f"{file} is inconsistent: {len(counts)} species counts summing to "
-                f"{sum(counts)} for {len(species)} species and {n} rows"
-            )
-        arrays = {}
-        for name, dtype, shape in _layout(n, len(names)):
-            column = path / f"{name}.npy"
-            if not column.is_file():
-                raise FormatError(f"{path} is incomplete: no {column.name} ({dtype} {shape})")
-            try:
-                a = np.load(column, mmap_mode="r", allow_pickle=False)
-            except (ValueError, OSError, EOFError) as e:
-                raise FormatError(f"{column} is corrupt or truncated: {e}") from None
-            if a.dtype != dtype or a.shape != shape:
-                raise FormatError(
-                    f"{column}: expected {dtype} of shape {shape}, found {a.dtype} of shape "
-                    f"{a.shape}"
-                )
-            arrays[name] = a
-        return cls(
-            path=path,
-            species=species,
-            covariate_names=names,
-            covariates=arrays.pop("covariates", None),
-            manifest=manifest,
-            **arrays,
-        )
-
-    def __len__(self) -> int:
-        return int(self.lat.shape[0])
-
-    def __repr__(self) -> str:
-        cov = f", {len(self.covariate_names)} covariates" if self.covariate_names else ""
-        return (
-            f"ColumnStore({str(self.path)!r}: {len(self)} rows, {self.n_species} species, "
-            f"{self.dated_fraction:.0%} dated{cov})"
-        )
-
-    @property
-    def n_species(self) -> int:
-        return len(self.species)
-
-    @property
-    def species_counts(self) -> np.ndarray:
-        """Rows of each species, aligned with ``species``."""
-        return np.asarray(self.manifest["species_counts"], dtype=np.int64)
-
-    @property
-    def dated_fraction(self) -> float:
-        return float(self.manifest["dated_fraction"])
-
-    @property
-    def report(self) -> InvalidRows:
-        """What the conversion read, kept and dropped, over all sources."""
-        return InvalidRows.from_dict(self.manifest["report"])
-
-    def extent(self) -> dict[str, float]:
-        """Bounding box (``west, south, east, north``), as :meth:`Observations.extent`."""
-        return dict(self.manifest["extent"])
-
-    def covariate_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and standard deviation of each covariate (float32; a zero std is 1)."""
-        mean = np.asarray(self.manifest["covariate_mean"], dtype=np.float32)
-        std = np.asarray(self.manifest["covariate_std"], dtype=np.float32)
-        return mean, np.where(std == 0, np.float32(1), std)
-
-    def take(self, rows) -> Observations:
-        """The rows ``rows`` (integer row numbers) as in-memory :class:`Observations`.
-
-        Raises:
-            RowIndexError: a row number outside ``[0, len(self))``.
-        """
-        rows = np.asarray(rows)
-        if rows.size and rows.dtype.kind not in "iu":
-            raise ConfigError(f"rows must be integer row numbers, got dtype {rows.dtype}")
-        rows = rows.astype(np.int64).ravel()
-        bad = (rows < 0) | (rows >= len(self))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise RowIndexError(
-                f"{int(bad.sum())} of {rows.size} row numbers outside [0, {len(self)}); "
-                f"first: rows[{i}] = {int(rows[i])}"
-            )
-        return self._observations(rows)
-
-    def to_observations(self) -> Observations:
-        """Every row as in-memory :class:`Observations` (for stores that fit in memory)."""
-        return self._observations(slice(None))
-
-    def _observations(self, key) -> Observations:
-        return Observations(
-            lat=np.array(self.lat[key], dtype=np.float64),
-            lon=np.array(self.lon[key], dtype=np.float64),
-            date=np.array(self.date[key]),
-            species_index=np.array(self.species_index[key]),
-            species=self.species,
-            covariates=None if self.covariates is None else np.array(self.covariates[key]),
-            covariate_names=self.covariate_names,
-        )
-
-    def per_species_sample(self, k: int, seed: int = 0) -> np.ndarray:
-        """Sorted row numbers of at most ``k`` rows of each species (all rows of a species
-        with fewer), a uniform random sample of each.
-
-        The rows are shuffled, so the first ``k`` rows of each species met from a
-        ``seed``-chosen start (wrapping round) are a random sample: one pass over
-        ``species_index`` in blocks, stopping early once every species has its ``k``.
-        Different seeds give different, not independent, samples.
-        """
-        _check_count(k)
-        n = len(self)
-        start = int(np.random.default_rng(seed).integers(n))
-        need = np.minimum(self.species_counts, k)
-        seen = np.zeros(self.n_species, np.int64)
-        picked = [np.empty(0, np.int64)]
-        for lo, hi in _rotated_blocks(start, n):
-            s = np.asarray(self.species_index[lo:hi])
-            order = np.argsort(s, kind="stable")
-            ranked = s[order]
-            first = np.r_[True, ranked[1:] != ranked[:-1]]
-            position = np.arange(ranked.size)
-            rank = position - np.maximum.accumulate(np.where(first, position, 0))
-            picked.append(lo + order[seen[ranked] + rank < k])
-            seen += np.bincount(s, minlength=self.n_species)
-            if (seen >= need).all():
-                break
-        return np.sort(np.concatenate(picked))
-
-    def sample_rows(self, k: int, seed: int = 0) -> np.ndarray:
-        """Sorted row numbers of ``min(k, len(self))`` rows drawn uniformly without replacement."""
-        _check_count(k)
-        rng = np.random.default_rng(seed)
-        return np.sort(rng.choice(len(self), size=min(k, len(self)), replace=False))
-
-
-def _check_count(k, name: str = "k", least: int = 0) -> None:
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < least:
-        raise ConfigError(f"{name} must be an integer >= {least}, got {k!r}")
-
-
-def _rotated_blocks(start: int, n: int) -> Iterator[tuple[int, int]]:
-    """``(lo, hi)`` blocks of at most :data:`_SCAN_ROWS` covering ``start..n`` then ``0..start``."""
-    for a, b in ((start, n), (0, start)):
-        for lo in range(a, b, _SCAN_ROWS):
-            yield lo, min(lo + _SCAN_ROWS, b)

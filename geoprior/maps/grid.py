@@ -7,8 +7,8 @@ cells that touch land. :func:`cell_polygons` turns cells into shapely polygons t
 valid in EPSG:4326: cells crossing the antimeridian are split at +-180 degrees into a
 MultiPolygon, and the two cells that contain a pole reach up to it.
 
-Cells are int64 internally (``h3.api.numpy_int``, much faster than strings for millions of
-cells); :func:`cell_strings` gives the usual hexadecimal strings.
+Cells are int64 arrays, as everywhere in the library (see :mod:`geoprior.geo`, the one module
+that calls ``h3``); :func:`cell_strings` gives the usual hexadecimal strings.
 """
 
 from __future__ import annotations
@@ -17,14 +17,25 @@ from functools import lru_cache
 from itertools import chain
 from typing import NamedTuple
 
-import h3
 import numpy as np
 import shapely
-from h3.api import numpy_int as _h3
 
-from .core.encoding import EARTH_RADIUS_KM
-from .errors import ConfigError, CoordinateError
-from .land import is_land
+from ..errors import ConfigError, CoordinateError
+from ..geo import (
+    KM_PER_DEGREE,
+    all_cells,
+    cell_boundaries,
+    cell_centres,
+    cell_resolutions,
+    cell_strings,
+    cells_in_rings,
+    check_res,
+    edge_km,
+    num_cells,
+    pole_cells,
+)
+from ..validation import check_lat_lon
+from .land import land_at
 
 __all__ = [
     "merge_cells",
@@ -33,6 +44,7 @@ __all__ = [
     "MAX_GLOBAL_RES",
     "parse_bbox",
     "cell_grid",
+    "region_grid",
     "cell_centres",
     "cell_polygons",
     "cell_strings",
@@ -46,7 +58,6 @@ MAX_CELLS = 2_100_000
 #: Land test: a cell is land when its centre or one of six points at this fraction of the
 #: mean edge length from its centre falls on land (catches coastal cells whose centre is at sea).
 _LAND_PROBE = 0.75
-_KM_PER_DEGREE = np.pi * EARTH_RADIUS_KM / 180.0
 
 
 class CellGrid(NamedTuple):
@@ -61,12 +72,6 @@ class CellGrid(NamedTuple):
 
     def take(self, keep) -> CellGrid:
         return CellGrid(self.cells[keep], self.lat[keep], self.lon[keep])
-
-
-def _check_res(res) -> int:
-    if isinstance(res, bool) or not isinstance(res, (int, np.integer)) or not 0 <= res <= 15:
-        raise ConfigError(f"H3 resolution must be an integer in 0..15, got {res!r}")
-    return int(res)
 
 
 def parse_bbox(bbox) -> tuple[float, float, float, float] | shapely.Geometry:
@@ -103,16 +108,8 @@ def parse_bbox(bbox) -> tuple[float, float, float, float] | shapely.Geometry:
 
 @lru_cache(maxsize=2)
 def _global(res: int) -> CellGrid:
-    cells = np.concatenate([_h3.cell_to_children(c, res) for c in _h3.get_res0_cells()])
-    cells = np.sort(cells.astype(np.int64))
+    cells = all_cells(res)
     return CellGrid(cells, *cell_centres(cells))
-
-
-def cell_centres(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Latitudes and longitudes (float64 degrees) of the centres of int64 H3 cells."""
-    ll = np.array([_h3.cell_to_latlng(c) for c in cells.tolist()], dtype=np.float64)
-    ll = ll.reshape(-1, 2)
-    return ll[:, 0], ll[:, 1]
 
 
 def _box_fraction(w: float, s: float, e: float, n: float) -> float:
@@ -131,8 +128,8 @@ def _in_region(grid: CellGrid, region) -> np.ndarray:
     return inside_lat & ((grid.lon >= w) | (grid.lon <= e))
 
 
-def _strips(w: float, s: float, e: float, n: float) -> list[h3.LatLngPoly]:
-    """A box as polygons at most 60 degrees wide, edges densified to 1 degree (h3 joins
+def _strips(w: float, s: float, e: float, n: float) -> list[list[tuple[float, float]]]:
+    """A box as ``(lat, lon)`` rings at most 60 degrees wide, edges densified to 1 degree (h3 joins
     vertices by great circles, which would bow a long parallel toward the pole)."""
     east = e if w < e else e + 360.0
     edges = np.linspace(w, east, int(np.ceil((east - w) / 60.0)) + 1)
@@ -146,7 +143,7 @@ def _strips(w: float, s: float, e: float, n: float) -> list[h3.LatLngPoly]:
             + [(n, x) for x in lons[::-1][1:]]
             + [(y, a) for y in lats[::-1][1:-1]]
         )
-        out.append(h3.LatLngPoly([(y, (x + 180.0) % 360.0 - 180.0) for y, x in ring]))
+        out.append([(y, (x + 180.0) % 360.0 - 180.0) for y, x in ring])
     return out
 
 
@@ -169,18 +166,22 @@ def cell_grid(res: int = 4, *, bbox=None, land_only: bool = False) -> CellGrid:
     >>> len(cell_grid(0))
     122
     """
-    res = _check_res(res)
-    if bbox is None:
+    return region_grid(check_res(res), None if bbox is None else parse_bbox(bbox), land_only)
+
+
+def region_grid(res: int, region, land_only: bool) -> CellGrid:
+    """:func:`cell_grid` of a checked resolution and a region :func:`parse_bbox` returned
+    (or ``None``: the whole globe); the cells' centres are not checked again."""
+    if region is None:
         if res > MAX_GLOBAL_RES:
             raise ConfigError(
-                f"a global grid at resolution {res} has {_h3.get_num_cells(res):,} cells; global "
+                f"a global grid at resolution {res} has {num_cells(res):,} cells; global "
                 f"grids go up to resolution {MAX_GLOBAL_RES}: pass a bbox or polygon for finer ones"
             )
         grid = _global(res)
     else:
-        region = parse_bbox(bbox)
         box = region.bounds if isinstance(region, shapely.Geometry) else region
-        expected = _box_fraction(*box) * _h3.get_num_cells(res)
+        expected = _box_fraction(*box) * num_cells(res)
         if expected > MAX_CELLS:
             raise ConfigError(
                 f"the region holds about {expected:,.0f} cells at resolution {res}; the limit is "
@@ -189,14 +190,11 @@ def cell_grid(res: int = 4, *, bbox=None, land_only: bool = False) -> CellGrid:
         if res <= MAX_GLOBAL_RES:
             grid = _global(res)
         else:
-            found = [
-                _h3.h3shape_to_cells_experimental(p, res, contain="overlap") for p in _strips(*box)
-            ]
-            cells = np.unique(np.concatenate(found).astype(np.int64))
+            cells = cells_in_rings(_strips(*box), res)
             grid = CellGrid(cells, *cell_centres(cells))
         grid = grid.take(_in_region(grid, region))
     if land_only:
-        grid = grid.take(land_touching(grid.lat, grid.lon, res))
+        grid = grid.take(_land_touching(grid.lat, grid.lon, res))
     return grid
 
 
@@ -204,31 +202,27 @@ def land_touching(lat: np.ndarray, lon: np.ndarray, res: int) -> np.ndarray:
     """True for cells (given by their centres) that touch land, at resolution ``res``.
 
     A cell touches land when its centre, or one of six points 3/4 of the mean edge length
-    away from it, is on land (:func:`geoprior.land.is_land`, Natural Earth 1:50m at 0.1
+    away from it, is on land (:func:`geoprior.maps.land.is_land`, Natural Earth 1:50m at 0.1
     degree), so coastal cells whose centre is at sea are kept.
 
     >>> land_touching(np.array([40.0, 30.0]), np.array([-100.0, -40.0]), 4).tolist()
     [True, False]
     """
     lat, lon = np.asarray(lat, np.float64), np.asarray(lon, np.float64)
-    land = is_land(lat, lon)
-    dist = _LAND_PROBE * _h3.average_hexagon_edge_length(res, "km") / _KM_PER_DEGREE
+    check_lat_lon(lat, lon)
+    return _land_touching(lat, lon, res)
+
+
+def _land_touching(lat: np.ndarray, lon: np.ndarray, res: int) -> np.ndarray:
+    """:func:`land_touching` of valid centres (a grid's own: not checked again)."""
+    land = land_at(lat, lon)
+    dist = _LAND_PROBE * edge_km(res) / KM_PER_DEGREE
     coslat = np.maximum(np.cos(np.radians(lat)), 1e-6)
     for angle in np.radians(np.arange(0, 360, 60)):
         plat = np.clip(lat + dist * np.cos(angle), -90.0, 90.0)
         plon = (lon + dist * np.sin(angle) / coslat + 180.0) % 360.0 - 180.0
-        land |= is_land(plat, plon)
+        land |= land_at(plat, plon)
     return land
-
-
-def cell_strings(cells: np.ndarray) -> np.ndarray:
-    """Hexadecimal H3 strings (object array) of int64 cells."""
-    return np.array([f"{int(c):x}" for c in np.asarray(cells, np.uint64).tolist()], dtype=object)
-
-
-@lru_cache(maxsize=16)
-def _pole_cells(res: int) -> tuple[int, int]:
-    return int(_h3.latlng_to_cell(90.0, 0.0, res)), int(_h3.latlng_to_cell(-90.0, 0.0, res))
 
 
 def cell_polygons(cells: np.ndarray) -> np.ndarray:
@@ -244,7 +238,7 @@ def cell_polygons(cells: np.ndarray) -> np.ndarray:
     out = np.empty(cells.size, dtype=object)
     if cells.size == 0:
         return out
-    boundaries = [_h3.cell_to_boundary(c) for c in cells.tolist()]
+    boundaries = cell_boundaries(cells)
     sizes = np.fromiter(map(len, boundaries), np.int64, count=len(boundaries))
     flat = chain.from_iterable(chain.from_iterable(boundaries))
     coords = np.fromiter(flat, np.float64, count=2 * int(sizes.sum())).reshape(-1, 2)[:, ::-1]
@@ -263,8 +257,8 @@ def cell_polygons(cells: np.ndarray) -> np.ndarray:
     order = np.argsort(index, kind="stable")
     out[keep] = shapely.polygons(shapely.linearrings(closed[order], indices=index[order]))
     poles = set()
-    for res in {int(_h3.get_resolution(c)) for c in cells[crossing].tolist()}:
-        poles.update(_pole_cells(res))
+    for res in cell_resolutions(cells[crossing]):
+        poles.update(pole_cells(res))
     for i in np.flatnonzero(crossing):
         ring = np.asarray(boundaries[i])[:, ::-1]
         if int(cells[i]) in poles:

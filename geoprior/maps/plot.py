@@ -18,7 +18,7 @@ from importlib import resources
 import numpy as np
 import shapely
 
-from .errors import ConfigError, EmptyDataError, MissingDependencyError
+from ..errors import ConfigError, EmptyDataError, MissingDependencyError
 from .grid import merge_cells
 
 __all__ = ["plot_range_map", "save_png", "land_outline"]

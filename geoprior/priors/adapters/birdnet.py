@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ClassMismatchError, ConfigError, MissingDependencyError, PriorFileError
-from ..query import prepare_query
+from ...errors import ClassMismatchError, ConfigError, MissingDependencyError, PriorFileError
+from ...query import prepare_query
 
 __all__ = ["BirdNETPrior", "birdnet_weeks"]
 
