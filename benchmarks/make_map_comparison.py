@@ -9,7 +9,7 @@ already trained that way instead), fits a :class:`~geoprior.NearestNeighborPrior
 bandwidth) on the same observations and loads :class:`~geoprior.BirdNETPrior` (the
 ``birdnet`` extra, offline). Each prior maps Setophaga virens (Black-throated Green Warbler)
 on 15 June at H3 resolution 4 over the same region of the eastern and central US and Canada,
-with :func:`geoprior.maps.range_map` and :func:`geoprior.plot.plot_range_map`. Each panel is
+with :func:`geoprior.maps.range_map` and :func:`geoprior.maps.plot.plot_range_map`. Each panel is
 coloured on its own score; the in-range outline follows each prior's threshold: geoprior's
 stored LPT (what ``geoprior range-map`` uses by default), the same LPT rule for the
 nearest-neighbour prior (it stores none) and BirdNET's own 0.03. Black dots: the NEON places
@@ -33,10 +33,10 @@ import matplotlib
 import numpy as np
 
 from geoprior import BirdNETPrior, NearestNeighborPrior, TrainConfig, load_prior, train_prior
-from geoprior.datasets import load_sample
-from geoprior.encoding import haversine_km
+from geoprior.geo import haversine_km
+from geoprior.io.samples import load_sample
 from geoprior.maps import MONTH_YEAR, range_map
-from geoprior.plot import plot_range_map
+from geoprior.maps.plot import plot_range_map
 from geoprior.prior import predict_columns
 from geoprior.store import atomic_path
 

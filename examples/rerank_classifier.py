@@ -17,9 +17,9 @@ import sys
 
 import numpy as np
 
-from geoprior.baselines import CountGridPrior
-from geoprior.datasets import load_sample
 from geoprior.fusion import align_classes, fit_fusion, rerank
+from geoprior.io.samples import load_sample
+from geoprior.priors.baselines import CountGridPrior
 from geoprior.store import load_prior
 
 LOOKALIKES = [("Sturnella magna", "Sturnella neglecta"),

@@ -1,11 +1,10 @@
 """geoprior: learned where-and-when species priors, and their fusion with classifiers."""
 
 from . import errors
-from .adapters import BirdNETPrior
-from .baselines import CountGridPrior, FrequencyPrior, NearestNeighborPrior, UniformPrior
-from .columns import ColumnStore, convert_to_columns
-from .datasets import load_sample
-from .encoding import AnchorTable, EncoderSpec
+from ._version import __version__
+from .columnstore import ColumnStore, convert_to_columns
+from .core.encoding import AnchorTable, EncoderSpec
+from .core.model import ModelConfig
 from .errors import (
     ClassMismatchError,
     ConfigError,
@@ -47,19 +46,23 @@ from .fusion import (
     rerank,
 )
 from .io import detect_format, read_observations
-from .io_logits import read_logits
-from .land import is_land
-from .maps import monthly_range_maps, range_map, write_all_species, write_range_map
-from .model import ModelConfig
+from .io.logits import read_logits
+from .io.samples import load_sample
+from .maps import (
+    compute_thresholds,
+    is_land,
+    monthly_range_maps,
+    plot_range_map,
+    range_map,
+    write_all_species,
+    write_range_map,
+)
 from .observations import Observations
-from .plot import plot_range_map
 from .prior import GeoPrior
+from .priors import BirdNETPrior, CountGridPrior, FrequencyPrior, NearestNeighborPrior, UniformPrior
 from .query import Prior
 from .store import load_prior
-from .thresholds import compute_thresholds
 from .train import TrainConfig, train_prior
-
-__version__ = "0.1.0"
 
 __all__ = [
     "__version__",

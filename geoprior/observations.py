@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-import h3
 import numpy as np
 import pandas as pd
 
@@ -22,6 +21,7 @@ from .errors import (
     NonFiniteError,
     unknown_species,
 )
+from .geo import cell_strings, check_res, latlng_to_cells
 from .names import case_variants, normalize_names
 from .validation import (
     ERROR_FOR_REASON,
@@ -428,11 +428,7 @@ class Observations:
 
     def h3_cells(self, res: int) -> np.ndarray:
         """H3 cell id (string) of every row at resolution ``res``."""
-        if not 0 <= res <= 15:
-            raise ConfigError(f"H3 resolution must be in 0..15, got {res}")
-        return np.array(
-            [h3.latlng_to_cell(a, b, res) for a, b in zip(self.lat, self.lon)], dtype=object
-        )
+        return cell_strings(latlng_to_cells(self.lat, self.lon, check_res(res)))
 
     def _split(self, test: np.ndarray, how: str) -> tuple[Observations, Observations]:
         train, test_obs = self[~test], self[test]

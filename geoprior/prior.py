@@ -33,10 +33,11 @@ import pandas as pd
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .encoding import EARTH_RADIUS_KM, AnchorTable, EncoderSpec, encode_inputs, xyz
+from .core.encoding import AnchorTable, EncoderSpec, encode_inputs, xyz
+from .core.losses import LOSSES
+from .core.model import GeoNet, ModelConfig
 from .errors import ClassMismatchError, ConfigError, NonFiniteError, UnknownSpeciesError
-from .losses import LOSSES
-from .model import GeoNet, ModelConfig
+from .geo import EARTH_RADIUS_KM
 from .observations import day_of_year
 from .query import Prior, prepare_query, species_indices
 from .store import ArraySpec, Schema, field, register_kind, save_folder

@@ -342,7 +342,7 @@ def save_folder(
     (:func:`atomic_folder`), after :func:`geoprior.outputs.check_output` (an existing
     ``path`` is replaced only with ``overwrite`` and only if it is a saved prior; a missing
     parent folder is created)."""
-    from . import __version__
+    from ._version import __version__
 
     path = Path(path)
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
@@ -455,7 +455,7 @@ def _import_kinds() -> None:
     """Import the modules that register loaders (they register on import)."""
     import importlib
 
-    for mod in ("geoprior.prior", "geoprior.baselines"):
+    for mod in ("geoprior.prior", "geoprior.priors.baselines"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

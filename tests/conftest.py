@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from geoprior import GeoPrior, ModelConfig, Observations, TrainConfig, train_prior
-from geoprior.encoding import EncoderSpec, encode_inputs
-from geoprior.model import GeoNet
+from geoprior.core.encoding import EncoderSpec, encode_inputs
+from geoprior.core.model import GeoNet
 
 # species name -> (lat, lon) centre of its range, far apart
 REGIONS = {

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 from conftest import regional_observations, small_config
 
-from geoprior import distributed
+from geoprior.train import distributed
 
 
 def scores() -> dict[str, np.ndarray]:

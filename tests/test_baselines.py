@@ -8,15 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import geoprior.baselines as baselines
 from geoprior import Observations
-from geoprior.baselines import (
-    CountGridPrior,
-    FrequencyPrior,
-    NearestNeighborPrior,
-    UniformPrior,
-    auto_resolution,
-)
 from geoprior.errors import (
     ClassMismatchError,
     ConfigError,
@@ -25,6 +17,15 @@ from geoprior.errors import (
     EmptyDataError,
     GeopriorError,
     PriorFileError,
+)
+from geoprior.priors.baselines import (
+    CountGridPrior,
+    FrequencyPrior,
+    NearestNeighborPrior,
+    UniformPrior,
+    auto_resolution,
+    common,
+    nearest,
 )
 from geoprior.query import Prior
 from geoprior.store import load_prior
@@ -218,7 +219,7 @@ def test_count_grid_chunking_does_not_change_results(seasonal, monkeypatch):
     dates = np.where(rng.random(40) < 0.5, np.datetime64("2021-07-04"), np.datetime64("NaT"))
     prior = CountGridPrior.fit(seasonal, res=7, by_month=True)
     whole = prior.predict(lat, lon, dates)
-    monkeypatch.setattr(baselines, "_CHUNK_VALUES", 7)
+    monkeypatch.setattr(common, "_CHUNK_VALUES", 7)
     np.testing.assert_array_equal(prior.predict(lat, lon, dates), whole)
 
 
@@ -280,7 +281,7 @@ def test_nearest_neighbor_sparse_path_matches_dense(obs, monkeypatch):
     lat = np.array([HOME[0], 44.3, DESERT[0], 36.0, FAR[0]])
     lon = np.array([HOME[1], -71.0, DESERT[1], -109.0, FAR[1]])
     dense = NearestNeighborPrior.fit(obs, bandwidth=80.0)
-    monkeypatch.setattr(baselines, "_DENSE_TABLE_VALUES", 0)
+    monkeypatch.setattr(nearest, "_DENSE_TABLE_VALUES", 0)
     sparse = NearestNeighborPrior.fit(obs, bandwidth=80.0)
     np.testing.assert_allclose(sparse.predict(lat, lon), dense.predict(lat, lon), rtol=1e-6)
 

@@ -3,7 +3,7 @@ import pytest
 from conftest import regional_observations
 
 from geoprior import EmptyDataError
-from geoprior.batches import BlockPlan, MemoryRows, PermutationPlan
+from geoprior.train.batches import BlockPlan, MemoryRows, PermutationPlan
 
 
 def test_permutation_plan_visits_every_row_once_per_epoch():
@@ -61,7 +61,7 @@ def test_empty_plans_raise():
 
 
 def test_capped_rows_keeps_at_most_cap_of_each_species():
-    from geoprior.batches import capped_rows
+    from geoprior.train.batches import capped_rows
 
     species = np.array([0] * 50 + [1] * 3 + [2] * 10)
     rows = capped_rows(species, 3, cap=5, seed=1)

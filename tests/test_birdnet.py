@@ -7,9 +7,9 @@ import importlib.util
 import numpy as np
 import pytest
 
-from geoprior.adapters import birdnet
-from geoprior.adapters.birdnet import BirdNETPrior, birdnet_weeks
 from geoprior.errors import ClassMismatchError, ConfigError, DateError, MissingDependencyError
+from geoprior.priors.adapters import birdnet
+from geoprior.priors.adapters.birdnet import BirdNETPrior, birdnet_weeks
 from geoprior.query import Prior
 
 ITHACA, PHOENIX = (42.44, -76.5), (33.45, -112.07)
@@ -111,7 +111,7 @@ def test_bad_inputs(prior, tmp_path):
 
 def test_default_thresholds_are_birdnets_list_cutoff():
     pytest.importorskip("ai_edge_litert", reason="the birdnet extra is not installed")
-    from geoprior.adapters.birdnet import LIST_THRESHOLD, BirdNETPrior
+    from geoprior.priors.adapters.birdnet import LIST_THRESHOLD, BirdNETPrior
 
     prior = BirdNETPrior()
     assert prior.thresholds.shape == (len(prior.species),)

@@ -53,7 +53,7 @@ def obs_csv(tmp_path_factory):
 @pytest.fixture(scope="module")
 def prior_dir(obs_csv):
     """Train through the CLI, interrupted after the checkpoint at step 10, then resumed."""
-    import geoprior.train as tr
+    import geoprior.train.batches as tr
 
     out = obs_csv.parent / "birds.prior"
     work = obs_csv.parent / "birds.prior.work"
@@ -211,7 +211,7 @@ def test_species_lists_and_filters(prior_dir):
 
 def test_species_match_with_no_match_is_an_unknown_species(tmp_path):
     from geoprior import Observations
-    from geoprior.baselines import FrequencyPrior
+    from geoprior.priors.baselines import FrequencyPrior
 
     obs = Observations.from_arrays([1.0, 2.0], [1.0, 2.0], ["Australis beta", "Borealis alpha"])
     prior = FrequencyPrior.fit(obs)

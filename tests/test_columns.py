@@ -1,4 +1,4 @@
-"""Tests of geoprior.columns: conversion of files to a shuffled column store, its
+"""Tests of geoprior.columnstore: conversion of files to a shuffled column store, its
 validation and manifest, opening errors, sampling, and the memory bound."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 
 from geoprior import ColumnStore, Observations, convert_to_columns, read_observations
-from geoprior import columns as columns_module
-from geoprior.columns import RowIndexError
+from geoprior.columnstore import convert as columns_module
+from geoprior.columnstore import store as store_module
+from geoprior.columnstore.store import RowIndexError
 from geoprior.errors import (
     ConfigError,
     CoordinateError,
@@ -338,7 +339,7 @@ def test_take_and_to_observations(store):
 
 @pytest.mark.parametrize("k", [0, 1, 3, 40, 1000])
 def test_per_species_sample(store, monkeypatch, k):
-    monkeypatch.setattr(columns_module, "_SCAN_ROWS", 7)  # many blocks, wrapping round
+    monkeypatch.setattr(store_module, "_SCAN_ROWS", 7)  # many blocks, wrapping round
     sample = store.per_species_sample(k, seed=3)
     assert np.array_equal(sample, np.unique(sample))
     got = np.bincount(store.species_index[sample], minlength=store.n_species)

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from geoprior import ConfigError, Observations, load_sample
-from geoprior.datasets import SAMPLES, sample_path
+from geoprior.io.samples import SAMPLES, sample_path
 
 
 @pytest.mark.parametrize("name", sorted(SAMPLES))

@@ -15,8 +15,8 @@ import pytest
 from conftest import regional_observations, small_config
 
 from geoprior import ConfigError, TrainConfig, train_prior
-from geoprior.distributed import make_mesh, shard_range
 from geoprior.train import resolve_config
+from geoprior.train.distributed import make_mesh, shard_range
 
 HERE = Path(__file__).parent
 WORKER = HERE / "distributed_worker.py"
@@ -155,7 +155,7 @@ def test_mesh_and_batch_errors():
 
 
 def test_more_processes_than_rows_is_a_clear_error(monkeypatch):
-    import geoprior.train as tr
+    import geoprior.train.loop as tr
 
     monkeypatch.setattr(tr, "shard_range", lambda n: (0, 0))
     with pytest.raises(Exception, match="got no rows"):

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geoprior import ConfigError, EncoderSpec
-from geoprior.encoding import (
+from geoprior.core.encoding import (
     encode_date,
     encode_inputs,
     encode_location,
@@ -149,7 +149,7 @@ def _anchor_places(seed=0):
 
 
 def test_anchor_table_puts_fine_anchors_only_where_data_are_dense():
-    from geoprior.encoding import H3_EDGE_KM, anchor_table
+    from geoprior.core.encoding import H3_EDGE_KM, anchor_table
 
     lat, lon = _anchor_places()
     t = anchor_table(lat, lon, min_count=10, max_res=8)
@@ -170,7 +170,7 @@ def test_anchor_table_puts_fine_anchors_only_where_data_are_dense():
 def test_every_anchor_cell_holds_min_count_records(min_count, max_res):
     from h3.api import basic_int as h3
 
-    from geoprior.encoding import anchor_table, unit_xyz
+    from geoprior.core.encoding import anchor_table, unit_xyz
 
     lat, lon = _anchor_places(min_count)
     t = anchor_table(lat, lon, min_count=min_count, max_res=max_res)
@@ -184,7 +184,7 @@ def test_every_anchor_cell_holds_min_count_records(min_count, max_res):
 
 
 def test_anchor_features_are_local_and_cut_by_resolution():
-    from geoprior.encoding import anchor_features, anchor_table
+    from geoprior.core.encoding import anchor_features, anchor_table
 
     lat, lon = _anchor_places()
     t = anchor_table(lat, lon, min_count=10, max_res=8)

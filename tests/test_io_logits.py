@@ -1,4 +1,4 @@
-"""Tests of geoprior.io_logits.read_logits."""
+"""Tests of geoprior.io.logits.read_logits."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from geoprior.errors import (
     MissingFileError,
     NonFiniteError,
 )
-from geoprior.io_logits import read_classes, read_logits, read_points
+from geoprior.io.logits import read_classes, read_logits, read_points
 
 LOGITS = np.array([[1.5, -0.25, 3.0], [0.0, 2.0, -1.0]])
 CLASSES = ("Sturnella magna", "Sturnella neglecta", "Turdus migratorius")

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geoprior import CoordinateError, is_land
-from geoprior.land import land_cells
+from geoprior.maps.land import land_cells
 
 LAND = {
     "Kansas": (38.5, -98.0),

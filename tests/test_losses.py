@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geoprior.losses import an_full, an_ssdl, maxent
+from geoprior.core.losses import an_full, an_ssdl, maxent
 
 
 def brute_an_full(lo, lb, y, w):

@@ -24,14 +24,6 @@ from geoprior.errors import (
     OutputExistsError,
     UnknownSpeciesError,
 )
-from geoprior.grid import (
-    MAX_GLOBAL_RES,
-    cell_grid,
-    cell_polygons,
-    cell_strings,
-    land_touching,
-    parse_bbox,
-)
 from geoprior.maps import (
     monthly_range_maps,
     range_map,
@@ -39,7 +31,15 @@ from geoprior.maps import (
     write_all_species,
     write_range_map,
 )
-from geoprior.plot import plot_range_map
+from geoprior.maps.grid import (
+    MAX_GLOBAL_RES,
+    cell_grid,
+    cell_polygons,
+    cell_strings,
+    land_touching,
+    parse_bbox,
+)
+from geoprior.maps.plot import plot_range_map
 from geoprior.store import load_prior
 
 CENTRES = {"Setophaga virens": (43.0, -75.0), "Dromaius novaehollandiae": (-25.0, 135.0)}
@@ -402,7 +402,7 @@ def test_works_with_a_baseline_and_a_trained_geoprior(synthetic_obs, trained_pri
 # ---------------------------------------------------------------------------- CLI
 @pytest.fixture(scope="module")
 def saved_prior(tmp_path_factory, trained_prior, synthetic_obs):
-    from geoprior.thresholds import compute_thresholds
+    from geoprior.maps.thresholds import compute_thresholds
 
     prior = GeoPrior(
         trained_prior.species,
@@ -476,7 +476,7 @@ def test_merge_cells_leaves_no_slivers():
     import h3.api.numpy_int as h3i
     import shapely
 
-    from geoprior.grid import cell_polygons, merge_cells
+    from geoprior.maps.grid import cell_polygons, merge_cells
 
     # every resolution-3 cell within 6 rings of a resolution-3 cell that sits on an
     # icosahedron edge region: the plain union of such cells has hairline gaps

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from geoprior import ConfigError, ModelConfig
-from geoprior.model import GeoNet
+from geoprior.core.model import GeoNet
 
 
 @pytest.mark.parametrize("rank", [0, 4])

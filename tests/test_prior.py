@@ -23,7 +23,7 @@ from geoprior import (
     load_prior,
     train_prior,
 )
-from geoprior.encoding import encode_inputs
+from geoprior.core.encoding import encode_inputs
 from geoprior.prior import FADE_STEPS, _padding, predict_columns, scores_columns, top_k_frame
 
 RNG = np.random.default_rng(7)

@@ -16,7 +16,7 @@ from test_cli import CENTRES, assert_error, run
 
 from geoprior import read_logits
 from geoprior.errors import EmptyDataError, FileEncodingError, PathError
-from geoprior.io_logits import read_classes, read_points
+from geoprior.io.logits import read_classes, read_points
 
 BROKEN = Path(__file__).parent / "fixtures" / "broken"
 TINY = [
@@ -112,7 +112,7 @@ def test_train_checks_its_output_before_reading_anything(obs_csv, tmp_path, monk
     def no_reading(*args, **kwargs):
         raise AssertionError("read the observations before checking the output")
 
-    monkeypatch.setattr("geoprior.cli.load_observations", no_reading)
+    monkeypatch.setattr("geoprior.cli.train.load_observations", no_reading)
     (tmp_path / "a.txt").write_text("not a prior")
     result = run("train", obs_csv, "-o", tmp_path / "a.txt", "--overwrite", *TINY)
     assert_one_line(result, "a.txt exists and is not a saved prior; refusing to replace it")

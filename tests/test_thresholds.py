@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from geoprior import CountGridPrior, Observations
 from geoprior.errors import ConfigError, EmptyDataError, UnknownSpeciesError
-from geoprior.grid import cell_centres
-from geoprior.thresholds import _background_cells, compute_thresholds
+from geoprior.maps.grid import cell_centres
+from geoprior.maps.thresholds import _background_cells, compute_thresholds
 
 CENTRES = {"a": (45.0, -75.0), "b": (-20.0, 135.0), "c": (50.0, 10.0)}
 

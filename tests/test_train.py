@@ -52,7 +52,7 @@ def test_same_seed_same_weights(synthetic_obs):
 
 
 def test_resume_equals_uninterrupted(synthetic_obs, tmp_path, monkeypatch):
-    import geoprior.train as tr
+    import geoprior.train.batches as tr
 
     cfg = small_config(steps=60, checkpoint_every=20)
     full = train_prior(synthetic_obs, cfg, tmp_path / "full", progress=False)
@@ -153,7 +153,7 @@ def test_one_member_is_one_network_and_an_ensemble_stacks_distinct_members(synth
 
 
 def test_far_background_keeps_away_from_observed_places():
-    from geoprior.train import _far_from
+    from geoprior.train.backgrounds import _far_from
 
     lat = np.array([45.0, 45.0, 46.0, -30.0])
     lon = np.array([7.0, 9.0, 7.0, 7.0])
@@ -163,11 +163,11 @@ def test_far_background_keeps_away_from_observed_places():
 
 
 def test_far_sampler_draws_only_far_places(synthetic_obs):
-    from geoprior.encoding import haversine_km
-    from geoprior.train import _Background
+    from geoprior.core.encoding import haversine_km
+    from geoprior.train.backgrounds import Background
 
     res = resolve_config(TrainConfig(background="target+far"), synthetic_obs)
-    bg = _Background(res.background, res.bbox, synthetic_obs.lat, synthetic_obs.lon, res.far_km)
+    bg = Background(res.background, res.bbox, synthetic_obs.lat, synthetic_obs.lon, res.far_km)
     target = {"bg_lat": np.full(500, 100.0), "bg_lon": np.full(500, 200.0)}  # marks target draws
     lat, lon, from_target = (
         np.asarray(a) for a in bg.sample(bg.tables, jax.random.key(0), 500, target)
@@ -246,7 +246,7 @@ def test_crash_while_checkpointing_resumes_consistently(
 
 def _checkpointed(synthetic_obs, workdir, steps=40):
     """A workdir whose checkpoint is at ``steps`` of RESUME_CFG's 60."""
-    import geoprior.train as tr
+    import geoprior.train.batches as tr
 
     original = tr.PermutationPlan.rows
 
@@ -313,7 +313,7 @@ def test_validation_chooses_the_length_on_held_out_places(synthetic_obs):
 
 
 def test_auto_validation_runs_when_the_network_takes_covariates(synthetic_obs):
-    from geoprior.train import _validates
+    from geoprior.train.validate import validates
 
     rng = np.random.default_rng(0)
     cov = Observations.from_arrays(
@@ -324,10 +324,10 @@ def test_auto_validation_runs_when_the_network_takes_covariates(synthetic_obs):
         covariate_names=["t", "r"],
     )
     auto = TrainConfig()
-    assert _validates(auto, cov) and not _validates(auto, synthetic_obs)
-    assert not _validates(TrainConfig(use_covariates=False), cov)
-    assert not _validates(TrainConfig(steps=10), cov)
-    assert _validates(TrainConfig(validation="places"), synthetic_obs)
+    assert validates(auto, cov) and not validates(auto, synthetic_obs)
+    assert not validates(TrainConfig(use_covariates=False), cov)
+    assert not validates(TrainConfig(steps=10), cov)
+    assert validates(TrainConfig(validation="places"), synthetic_obs)
 
 
 def test_held_out_places_keep_all_their_records():
@@ -349,10 +349,10 @@ def test_held_out_places_keep_all_their_records():
 
 
 def test_monitor_one_standard_error_rule():
-    from geoprior.train import _Monitor
+    from geoprior.train.validate import Monitor
 
     obs = Observations.from_arrays([1.0, 2.0], [1.0, 2.0], ["a", "b"])
-    m = _Monitor(obs, every=10, patience=2, seed=0)
+    m = Monitor(obs, every=10, patience=2, seed=0)
     noise = np.random.default_rng(0).normal(0, 1, 400)
     assert not m.record(10, 3.0 + noise)
     assert not m.record(20, 2.0 + noise)
@@ -384,9 +384,9 @@ def test_validated_run_resumes_exactly(synthetic_obs, tmp_path, monkeypatch):
         steps="auto", max_steps=120, eval_every=20, patience=2, validation="places"
     )
     whole = train_prior(synthetic_obs, config, progress=False)
-    import geoprior.train as train_mod
+    import geoprior.train.loop as train_mod
 
-    real_save = train_mod._save_checkpoint
+    real_save = train_mod.save_checkpoint
     calls = {"n": 0}
 
     def crash_after_first(*args, **kw):
@@ -396,10 +396,10 @@ def test_validated_run_resumes_exactly(synthetic_obs, tmp_path, monkeypatch):
             raise KeyboardInterrupt
 
     config = config.with_updates({"checkpoint_every": 20})
-    monkeypatch.setattr(train_mod, "_save_checkpoint", crash_after_first)
+    monkeypatch.setattr(train_mod, "save_checkpoint", crash_after_first)
     with pytest.raises(KeyboardInterrupt):
         train_prior(synthetic_obs, config, tmp_path / "w", progress=False)
-    monkeypatch.setattr(train_mod, "_save_checkpoint", real_save)
+    monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
     resumed = train_prior(synthetic_obs, config, tmp_path / "w", progress=False, resume=True)
     assert resumed.header["validation"]["steps"] == whole.header["validation"]["steps"]
     for a, b in zip(

@@ -3,6 +3,11 @@
 :func:`read_observations` is the entry point; it detects the format (see
 :mod:`geoprior.io.detect`) and calls the reader of that format. Row numbers in messages
 are 0-based data rows (row 0 is the first record after the header).
+
+Beside the observation readers: :mod:`geoprior.io.logits` reads a classifier's saved
+logits, class names and points (for reranking) and :mod:`geoprior.io.samples` the
+embedded NEON samples. They are not imported here: the observation readers do not
+depend on the fusion code that logits.py checks with.
 """
 
 from __future__ import annotations

@@ -1,0 +1,48 @@
+"""``geoprior convert``: observation files once into a memory-mapped column store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..outputs import check_output
+from .options import Command, encoding_option
+
+
+@click.command(cls=Command)
+@click.argument("sources", nargs=-1, required=True)
+@click.option(
+    "-o", "--output", required=True, type=click.Path(path_type=Path), help="Folder to write."
+)
+@click.option(
+    "--covariate", "covariates", multiple=True, help="A covariate column to keep (repeatable)."
+)
+@click.option(
+    "--on-invalid", type=click.Choice(["raise", "drop"]), default="raise", show_default=True
+)
+@click.option(
+    "--chunk-rows", default=500_000, show_default=True, help="Rows read and shuffled at a time."
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of the one-time shuffle.")
+@encoding_option
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def convert(sources, output, covariates, on_invalid, chunk_rows, seed, encoding, overwrite, quiet):
+    """Convert SOURCES (files or folders: Parquet, CSV, GBIF, eBird, ...) once into shuffled
+    memory-mapped columns that `geoprior train` streams, for data larger than memory."""
+    from ..columnstore import MANIFEST, convert_to_columns
+
+    check_output(output, overwrite, marker=MANIFEST, kind="column store")
+    store = convert_to_columns(
+        list(sources),
+        output,
+        covariates=covariates,
+        on_invalid=on_invalid,
+        chunk_rows=chunk_rows,
+        seed=seed,
+        encoding=encoding,
+        overwrite=overwrite,
+        progress=not quiet,
+    )
+    click.echo(f"wrote {len(store):,} rows of {store.n_species:,} species to {output}", err=True)

@@ -1,0 +1,163 @@
+"""What the commands share: the error handling of the group and of each command, the
+``--encoding`` option, reading observations (a file, a column store or an embedded sample),
+``--set key=value`` pairs and the ``--threshold`` of range maps."""
+
+from __future__ import annotations
+
+import codecs
+import errno
+import json
+import os
+from pathlib import Path
+
+import click
+
+from ..errors import FileEncodingError, GeopriorError, PathError
+
+__all__ = [
+    "SAMPLE_PREFIX",
+    "Command",
+    "Group",
+    "encoding_option",
+    "load_observations",
+    "parse_set",
+    "threshold_option",
+]
+
+SAMPLE_PREFIX = "sample:"
+
+# what to do about an OSError on a path the user gave
+PATH_HINTS = {
+    errno.ENOENT: "check the path (an output's folder must exist)",
+    errno.ENOTDIR: "check the path: a part of it is a file, not a folder",
+    errno.EISDIR: "it is a folder: give a file name",
+    errno.EACCES: "check its permissions or choose another path",
+    errno.EPERM: "check its permissions or choose another path",
+    errno.EROFS: "the file system is read-only: choose another path",
+    errno.ENOSPC: "free some space or write elsewhere",
+    errno.ENAMETOOLONG: "choose a shorter name",
+}
+
+
+class Command(click.Command):
+    """A command whose OSError about one of its own path arguments (no permission, a
+    folder where a file belongs, a missing folder) becomes a one-line PathError. Any
+    other exception, an OSError about some other path included, keeps its traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GeopriorError:
+            raise
+        except OSError as e:
+            given = user_path(e, ctx.params)
+            if given is None:
+                raise
+            same = os.path.abspath(given) == os.path.abspath(e.filename)
+            where = "" if same else f" ({e.filename})"
+            raise PathError(f"{given}: {e.strerror}{where}; {PATH_HINTS[e.errno]}") from e
+
+
+def user_path(e: OSError, params: dict) -> str | None:
+    """The path argument ``e`` is about: the path itself, a file inside it, or a temporary
+    file written beside it; ``None`` when ``e`` is no such error."""
+    if e.errno not in PATH_HINTS or not isinstance(e.filename, str | os.PathLike):
+        return None
+    failed = Path(os.path.abspath(e.filename))
+    for value in params.values():
+        for given in value if isinstance(value, tuple) else (value,):
+            if not isinstance(given, str | os.PathLike):
+                continue
+            path = Path(os.path.abspath(given))
+            if (
+                failed == path
+                or path in failed.parents
+                or (failed.parent == path.parent and failed.name.startswith(f".{path.stem}"))
+            ):
+                return str(given)
+    return None
+
+
+class Group(click.Group):
+    """Turns GeopriorError into exit code 1 with one line on stderr."""
+
+    command_class = Command
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except GeopriorError as e:
+            if ctx.obj and ctx.obj.get("verbose"):
+                raise
+            message = str(e)
+            if isinstance(e, FileEncodingError):
+                message = message.rstrip(".") + " (CLI: --encoding)"
+            click.echo(f"error: {message}", err=True)
+            ctx.exit(1)
+
+
+def check_encoding(ctx, param, value: str | None) -> str | None:
+    if value is not None:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise click.BadParameter(
+                f"unknown encoding {value!r}; e.g. utf-8, latin-1, cp1252"
+            ) from None
+    return value
+
+
+encoding_option = click.option(
+    "--encoding",
+    default=None,
+    callback=check_encoding,
+    help="Text encoding of the input files, e.g. latin-1 or cp1252 (default UTF-8; a "
+    "Darwin Core Archive's meta.xml gives its own).",
+)
+
+
+
+def load_observations(
+    source: str, fmt: str = "auto", on_invalid: str = "raise", encoding: str | None = None
+):
+    """``sample:NAME`` loads an embedded sample; a folder written by ``geoprior convert``
+    opens as a memory-mapped ColumnStore; anything else goes to read_observations."""
+    if source.startswith(SAMPLE_PREFIX):
+        from ..io.samples import load_sample
+
+        return load_sample(source[len(SAMPLE_PREFIX) :])
+    if (Path(source) / "manifest.json").is_file():
+        from ..columnstore import ColumnStore
+
+        return ColumnStore.open(source)
+    from ..io import read_observations
+
+    return read_observations(source, format=fmt, on_invalid=on_invalid, encoding=encoding)
+
+
+def parse_set(pairs: tuple[str, ...]) -> dict:
+    """``key=value`` pairs; values parsed as JSON when they can be (numbers, true, null)."""
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise click.UsageError(f"--set expects key=value, got {pair!r}")
+        key, raw = pair.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key.strip()] = value
+    return out
+
+
+
+def threshold_option(value: str | None):
+    """``--threshold``: a probability, ``lpt`` or ``f1`` (None: the prior's stored ones)."""
+    if value is None or value.lower() in ("lpt", "f1"):
+        return None if value is None else value.lower()
+    try:
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"expected a probability, 'lpt' or 'f1', got {value!r}", param_hint="--threshold"
+        ) from None

@@ -1,0 +1,139 @@
+"""``geoprior range-map``: range maps of species as geodata or a picture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..outputs import check_output
+from .options import Command, encoding_option, load_observations, threshold_option
+
+
+@click.command("range-map", cls=Command)
+@click.argument("prior", type=click.Path(exists=True, path_type=Path))
+@click.argument("species", nargs=-1)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="OUT.geojson, .gpkg, .parquet, .csv or .png.",
+)
+@click.option("--res", default=4, show_default=True, help="H3 resolution (global up to 5).")
+@click.option(
+    "--month", type=click.IntRange(1, 12), default=None, help="Map the 15th of this month."
+)
+@click.option("--date", default=None, help="Map this date, YYYY-MM-DD.")
+@click.option(
+    "--monthly/--no-monthly",
+    default=None,
+    help="Twelve monthly maps (PNG: twelve panels). Default: on for PNGs of priors that use "
+    "dates when neither --month nor --date is given.",
+)
+@click.option(
+    "--threshold",
+    default=None,
+    metavar="FLOAT|lpt|f1",
+    help="In-range threshold (default: the thresholds stored in the prior).",
+)
+@click.option(
+    "--observations",
+    default=None,
+    help="Presences for --threshold lpt/f1 (a file, or sample:neon_bird).",
+)
+@encoding_option
+@click.option("--bbox", default=None, metavar="W,S,E,N", help="Only cells whose centre is inside.")
+@click.option("--include-sea", is_flag=True, help="Keep cells that do not touch land.")
+@click.option("--dissolve", is_flag=True, help="One (multi)polygon per species.")
+@click.option(
+    "--color",
+    type=click.Choice(["prob", "in_range"]),
+    default=None,
+    help="PNG: colour cells by probability (default) or show the cells in range.",
+)
+@click.option(
+    "--all-species",
+    is_flag=True,
+    help="Every species of PRIOR to one GeoParquet (streamed in chunks; in-range cells).",
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def range_map(
+    prior,
+    species,
+    output,
+    res,
+    month,
+    date,
+    monthly,
+    threshold,
+    observations,
+    encoding,
+    bbox,
+    include_sea,
+    dissolve,
+    color,
+    all_species,
+    overwrite,
+    quiet,
+):
+    """Range maps of SPECIES from PRIOR on H3 cells, as geodata or a picture."""
+    from ..maps import (
+        FORMATS,
+        monthly_range_maps,
+        uses_dates,
+        write_all_species,
+        write_range_map,
+    )
+    from ..maps import range_map as make_range_map
+    from ..store import load_prior
+
+    check_output(output, overwrite)
+    suffix = output.suffix.lower()
+    if suffix not in FORMATS:
+        raise click.UsageError(f"--output must end in one of {', '.join(FORMATS)}, got {output}")
+    if all_species == bool(species):
+        raise click.UsageError("give SPECIES names or --all-species (not both)")
+    if month is not None and date is not None:
+        raise click.UsageError("give --month or --date, not both")
+    thresh = threshold_option(threshold)
+    if isinstance(thresh, str) and observations is None:
+        raise click.UsageError(f"--threshold {thresh} needs --observations")
+    loaded = load_prior(prior)
+    obs = None if observations is None else load_observations(observations, encoding=encoding)
+    common = dict(res=res, threshold=thresh, land_only=not include_sea, bbox=bbox, observations=obs)
+    if all_species:
+        if suffix != ".parquet" or dissolve or monthly:
+            raise click.UsageError("--all-species writes one .parquet (no --dissolve, --monthly)")
+        summary = write_all_species(
+            loaded,
+            output,
+            date=date,
+            month=month,
+            overwrite=overwrite,
+            progress=not quiet,
+            **common,
+        )
+        click.echo(
+            f"{summary['rows']} in-range cells of {summary['species']} species "
+            f"({summary['cells']} cells); wrote {output}",
+            err=True,
+        )
+        return
+    if monthly is None:
+        monthly = suffix == ".png" and month is None and date is None and uses_dates(loaded)
+    if monthly and (month is not None or date is not None):
+        raise click.UsageError("--monthly maps every month: drop --month/--date")
+    if color is not None and suffix != ".png":
+        raise click.UsageError("--color applies only to .png outputs")
+    if monthly:
+        frame = monthly_range_maps(loaded, list(species), dissolve=dissolve, **common)
+    else:
+        frame = make_range_map(
+            loaded, list(species), date=date, month=month, dissolve=dissolve, **common
+        )
+    options = {"color": color} if color else {}
+    write_range_map(frame, output, overwrite=overwrite, **options)
+    rows = frame[frame["in_range"]] if "in_range" in frame.columns else frame
+    click.echo(f"{len(rows)} in-range rows of {len(frame)}; wrote {output}", err=True)

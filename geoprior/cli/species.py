@@ -1,0 +1,28 @@
+"""``geoprior species``: the species a prior knows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import Command
+
+
+@click.command(cls=Command)
+@click.argument("prior", type=click.Path(exists=True, path_type=Path))
+@click.option("--match", default=None, help="Only names containing this text (case-insensitive).")
+def species(prior, match):
+    """List the species a prior knows; with --match, those whose name contains TEXT (none is
+    an unknown species, exit 1, with close matches suggested)."""
+    from ..errors import UnknownSpeciesError, suggest
+    from ..store import load_prior
+
+    names = load_prior(prior).species
+    shown = [n for n in names if match is None or match.lower() in n.lower()]
+    if match is not None and not shown:
+        raise UnknownSpeciesError(
+            f"no species matches {match!r} (the prior knows {len(names)} species)."
+            + suggest(match, names)
+        )
+    click.echo("\n".join(shown))

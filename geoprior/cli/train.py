@@ -1,0 +1,110 @@
+"""``geoprior train``: train a prior on observations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError, OutputExistsError, PathError
+from ..outputs import check_output
+from .options import Command, encoding_option, load_observations, parse_set
+
+
+@click.command(cls=Command)
+@click.argument("observations")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Folder to save the prior in.",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, path_type=Path),
+    help="JSON file of TrainConfig values.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set steps=2000 --set model.width=512.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    default="auto",
+    show_default=True,
+    help="Input format (see docs/data-formats.md).",
+)
+@click.option(
+    "--on-invalid", type=click.Choice(["raise", "drop"]), default="raise", show_default=True
+)
+@encoding_option
+@click.option(
+    "--workdir", type=click.Path(path_type=Path), help="Checkpoint folder (default: OUTPUT.work)."
+)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--distributed",
+    is_flag=True,
+    help="Join a multi-process run (GEOPRIOR_COORDINATOR_ADDRESS, GEOPRIOR_NUM_PROCESSES, "
+    "GEOPRIOR_PROCESS_ID, or the cluster's own variables); see docs/scaling.md.",
+)
+def train(
+    observations,
+    output,
+    config_file,
+    sets,
+    fmt,
+    on_invalid,
+    encoding,
+    workdir,
+    resume,
+    overwrite,
+    quiet,
+    distributed,
+):
+    """Train a prior on OBSERVATIONS (a file, a folder made by `geoprior convert`, or
+    sample:neon_bird for the embedded sample)."""
+    from ..store import HEADER
+    from ..train import TrainConfig, train_prior
+
+    main_process = True
+    if distributed:
+        from ..train.distributed import initialize
+
+        process, count = initialize()
+        main_process = process == 0
+        click.echo(f"process {process} of {count}", err=True)
+    if main_process:
+        check_output(output, overwrite, marker=HEADER, kind="saved prior")
+    workdir = workdir or output.with_name(output.name + ".work")
+    if workdir.exists() and not workdir.is_dir():
+        raise PathError(f"--workdir {workdir} is a file; checkpoints need a folder")
+    config = TrainConfig()
+    if config_file:
+        try:
+            config = TrainConfig.from_dict(json.loads(config_file.read_text()))
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{config_file} is not valid JSON: {e}") from None
+    if sets:
+        config = config.with_updates(parse_set(sets))
+    obs = load_observations(observations, fmt, on_invalid, encoding)
+    click.echo(f"{obs}", err=True)
+    if not resume and (workdir / "checkpoint.npz").exists():
+        if not overwrite:
+            raise OutputExistsError(
+                f"{workdir} holds a checkpoint; pass --resume to continue it or --overwrite"
+            )
+        (workdir / "checkpoint.npz").unlink()
+    prior = train_prior(obs, config, workdir, progress=not quiet, resume=resume)
+    if main_process:
+        prior.save(output, overwrite=True)
+        click.echo(f"saved {prior} to {output}", err=True)

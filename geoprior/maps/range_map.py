@@ -1,0 +1,320 @@
+"""Range maps on H3 cells from any prior, as GeoDataFrames.
+
+:func:`range_map` evaluates a :class:`~geoprior.query.Prior` at the centres of H3 cells
+(:mod:`geoprior.maps.grid`), thresholds it per species (:mod:`geoprior.maps.thresholds`) and
+returns a GeoDataFrame in EPSG:4326 with ``h3_cell, species, prob, in_range`` and the cell
+polygons; :func:`monthly_range_maps` does it for each month. Files and pictures:
+:mod:`geoprior.maps.writers` and :mod:`geoprior.maps.plot`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from ..errors import (
+    ClassMismatchError,
+    ConfigError,
+    DateError,
+    EmptyDataError,
+    SpeciesNameError,
+)
+from ..geo import cell_strings, check_res
+from ..prior import predict_columns, scores_columns
+from ..query import species_indices
+from ..validation import parse_dates
+from .grid import CellGrid, cell_polygons, merge_cells, parse_bbox, region_grid
+from .thresholds import RULES, compute_thresholds
+
+__all__ = [
+    "CRS",
+    "range_map",
+    "monthly_range_maps",
+    "resolve_thresholds",
+    "uses_dates",
+]
+
+CRS = "EPSG:4326"
+#: Year of the date a month stands for (the 15th); the priors use only day of year / month.
+MONTH_YEAR = 2021
+#: Probabilities computed per predict call (cells x species).
+CHUNK_VALUES = 1 << 22
+
+
+# ---------------------------------------------------------------------------- inputs
+def _species_list(species) -> list[str]:
+    names = [species] if isinstance(species, str) else list(species)
+    if not names:
+        raise EmptyDataError("range_map needs at least one species name, got none")
+    bad = [n for n in names if not isinstance(n, str) or not n.strip()]
+    if bad:
+        raise SpeciesNameError(
+            f"{len(bad)} of {len(names)} species names are empty or not text; first: {bad[0]!r}"
+        )
+    if len(set(names)) != len(names):
+        dupe = next(n for n in names if names.count(n) > 1)
+        raise ClassMismatchError(f"species {dupe!r} is asked for more than once")
+    return names
+
+
+def map_date(date, month) -> np.datetime64 | None:
+    """The one date a map is drawn for: ``date``, the 15th of ``month``, or None."""
+    if date is not None and month is not None:
+        raise ConfigError(f"give date or month, not both (got date={date!r}, month={month!r})")
+    if month is not None:
+        if isinstance(month, bool) or not isinstance(month, (int, np.integer)):
+            raise ConfigError(f"month must be an integer 1..12, got {month!r}")
+        if not 1 <= month <= 12:
+            raise ConfigError(f"month must be in 1..12, got {month}")
+        return np.datetime64(f"{MONTH_YEAR}-{int(month):02d}-15", "D")
+    if date is None:
+        return None
+    dates, masks, messages, _ = parse_dates(np.atleast_1d(np.asarray(date, dtype=object)))
+    if masks:
+        raise DateError("; ".join(messages.values()))
+    if dates.size != 1 or np.isnat(dates[0]):
+        raise DateError(f"a range map takes one date, got {date!r}")
+    return dates[0]
+
+
+def uses_dates(prior) -> bool:
+    """Whether a prior's answer depends on the date (a dated GeoPrior, a CountGridPrior
+    fitted ``by_month``, BirdNET's weekly model)."""
+    for name in ("uses_date", "by_month"):
+        if hasattr(prior, name):
+            return bool(getattr(prior, name))
+    return type(prior).__name__ == "BirdNETPrior"
+
+
+def resolve_thresholds(
+    prior, species: Sequence[str], threshold=None, observations=None
+) -> np.ndarray:
+    """Thresholds (float32, aligned with ``species``) a map uses.
+
+    ``threshold`` is ``None`` (the prior's stored per-species ``thresholds``), a probability
+    in [0, 1] for every species, one probability per species, or a rule ``"lpt"``/``"f1"``
+    computed from ``observations`` with :func:`~geoprior.maps.thresholds.compute_thresholds`.
+    """
+    names = list(species)
+    return thresholds_for(prior, names, species_indices(names, prior.species), threshold, observations)
+
+
+def thresholds_for(prior, names: list[str], cols: np.ndarray, threshold, observations) -> np.ndarray:
+    """:func:`resolve_thresholds` of species already resolved to the prior's columns ``cols``."""
+    if threshold is None:
+        stored = getattr(prior, "thresholds", None)
+        if stored is None:
+            raise ConfigError(
+                f"{type(prior).__name__} has no stored thresholds: pass threshold=<probability> "
+                "or 'lpt'/'f1' with observations (see geoprior.compute_thresholds)"
+            )
+        values = np.asarray(stored, np.float32)
+        if values.shape != (len(prior.species),):
+            raise ClassMismatchError(
+                f"the prior stores {values.size} thresholds for {len(prior.species)} species"
+            )
+        values = values[cols]
+    elif isinstance(threshold, str):
+        if threshold.lower() not in RULES:
+            raise ConfigError(
+                f"threshold must be a probability or one of {RULES}, got {threshold!r}"
+            )
+        if observations is None:
+            raise ConfigError(f"threshold={threshold!r} needs the presence observations")
+        values = compute_thresholds(prior, observations, threshold, species=names)
+    else:
+        values = np.asarray(threshold, np.float32)
+        if values.ndim == 0:
+            values = np.full(len(names), values, np.float32)
+        if values.shape != (len(names),):
+            raise ClassMismatchError(
+                f"got {values.size} thresholds for {len(names)} species (give one or one each)"
+            )
+        bad = ~((values >= 0) & (values <= 1))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ConfigError(
+                f"{int(bad.sum())} of {values.size} thresholds outside [0, 1]; first: "
+                f"{names[i]!r} = {float(values[i])}"
+            )
+    missing = np.isnan(values)
+    if missing.any():
+        shown = [names[i] for i in np.flatnonzero(missing)[:5]]
+        raise ConfigError(
+            f"{int(missing.sum())} of {len(names)} species have no threshold (no presences): "
+            f"{shown}; pass a probability as threshold"
+        )
+    return values
+
+
+def map_grid(res, region, land_only) -> CellGrid:
+    """The cells of a map: ``region`` as :func:`~geoprior.maps.grid.parse_bbox` returned it
+    (or ``None``); raises EmptyDataError when no cell is left."""
+    grid = region_grid(check_res(res), region, land_only)
+    if len(grid) == 0:
+        where = "the region" if region is not None else "the grid"
+        raise EmptyDataError(
+            f"{where} has no {'land ' if land_only else ''}cells at resolution {res}"
+            + ("; pass land_only=False to keep sea cells" if land_only else "")
+        )
+    return grid
+
+
+def _predict_cells(prior, grid: CellGrid, cols: np.ndarray, when) -> np.ndarray:
+    """``(cells, len(cols))`` float32 probabilities, predicted a chunk of cells at a time
+    (a prior that scores chosen columns computes only ``cols``)."""
+    out = np.empty((len(grid), cols.size), np.float32)
+    width = cols.size if scores_columns(prior) else len(prior.species)
+    step = max(1, CHUNK_VALUES // max(1, width))
+    for a in range(0, len(grid), step):
+        sl = slice(a, a + step)
+        out[sl] = predict_columns(prior, grid.lat[sl], grid.lon[sl], when, cols, output="presence")
+    return out
+
+
+# ---------------------------------------------------------------------------- maps
+def _frame(grid, polygons, names, probs, thresholds, dissolve, attrs) -> gpd.GeoDataFrame:
+    n, k = probs.shape
+    in_range = probs >= thresholds[None, :]
+    if dissolve:
+        geoms = [_multipolygon(merge_cells(polygons[in_range[:, j]])) for j in range(k)]
+        frame = gpd.GeoDataFrame(
+            {
+                "species": names,
+                "threshold": thresholds.astype(np.float64),
+                "n_cells": in_range.sum(axis=0).astype(np.int64),
+            },
+            geometry=geoms,
+            crs=CRS,
+        )
+    else:
+        frame = gpd.GeoDataFrame(
+            {
+                "h3_cell": np.tile(cell_strings(grid.cells), k),
+                "species": np.repeat(np.asarray(names, dtype=object), n),
+                "prob": probs.T.ravel(),
+                "in_range": in_range.T.ravel(),
+            },
+            geometry=np.tile(polygons, k),
+            crs=CRS,
+        )
+    frame.attrs.update(attrs, thresholds=dict(zip(names, thresholds.tolist())))
+    return frame
+
+
+def _multipolygon(geom) -> shapely.MultiPolygon:
+    if geom.is_empty:
+        return shapely.MultiPolygon()
+    if geom.geom_type == "Polygon":
+        return shapely.MultiPolygon([geom])
+    return shapely.MultiPolygon([g for g in geom.geoms if g.geom_type == "Polygon"])
+
+
+def range_map(
+    prior,
+    species: str | Sequence[str],
+    *,
+    res: int = 4,
+    date=None,
+    month: int | None = None,
+    threshold=None,
+    land_only: bool = True,
+    bbox=None,
+    dissolve: bool = False,
+    observations=None,
+) -> gpd.GeoDataFrame:
+    """A range map of one or more species on H3 cells.
+
+    Args:
+        prior: any :class:`~geoprior.query.Prior` (a GeoPrior, a baseline, BirdNET, ...).
+        species: a name or names; unknown names raise
+            :class:`~geoprior.UnknownSpeciesError` with close matches.
+        res: H3 resolution; global grids go up to 5, finer ones need ``bbox``.
+        date: the date to map (one); ``None`` maps the year-round prior.
+        month: 1..12, the 15th of that month (instead of ``date``).
+        threshold: ``None`` (the prior's stored per-species thresholds), a probability, one
+            per species, or ``"lpt"``/``"f1"`` computed from ``observations``.
+        land_only: drop cells that do not touch land (terrestrial species).
+        bbox: ``(west, south, east, north)``, ``"W,S,E,N"`` or a shapely (Multi)Polygon:
+            only cells whose centre lies inside.
+        dissolve: one MultiPolygon per species of its cells in range (columns ``species,
+            threshold, n_cells, geometry``) instead of one row per cell and species.
+        observations: presences for ``threshold="lpt"``/``"f1"``.
+
+    Returns:
+        A GeoDataFrame in EPSG:4326 with columns ``h3_cell, species, prob, in_range,
+        geometry`` (species by species, cells sorted); ``in_range`` is
+        ``prob >= threshold``. ``attrs`` holds ``res``, ``date``, ``month``, ``bbox`` and
+        ``thresholds``.
+
+    Example:
+        >>> frame = range_map(prior, "Setophaga virens", month=6)  # doctest: +SKIP
+        >>> frame[frame.in_range].to_file("virens_june.gpkg")  # doctest: +SKIP
+    """
+    names = _species_list(species)
+    when = map_date(date, month)
+    cols = species_indices(names, prior.species)
+    thresholds = thresholds_for(prior, names, cols, threshold, observations)
+    region = None if bbox is None else parse_bbox(bbox)
+    grid = map_grid(res, region, land_only)
+    probs = _predict_cells(prior, grid, cols, when)
+    attrs = _attrs(res, when, month, region, land_only)
+    return _frame(grid, cell_polygons(grid.cells), names, probs, thresholds, dissolve, attrs)
+
+
+def monthly_range_maps(
+    prior,
+    species: str | Sequence[str],
+    *,
+    months: Sequence[int] = tuple(range(1, 13)),
+    res: int = 4,
+    threshold=None,
+    land_only: bool = True,
+    bbox=None,
+    dissolve: bool = False,
+    observations=None,
+) -> gpd.GeoDataFrame:
+    """:func:`range_map` for each month (the 15th), stacked with a ``month`` column.
+
+    The grid, polygons and thresholds are computed once; the thresholds are the same for
+    every month. For priors that ignore dates every month is the same map.
+
+    >>> monthly_range_maps(prior, "Setophaga virens").month.unique()  # doctest: +SKIP
+    array([ 1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12])
+    """
+    names = _species_list(species)
+    months = [int(m) for m in months]
+    for m in months:
+        map_date(None, m)
+    if not months:
+        raise ConfigError("months is empty")
+    cols = species_indices(names, prior.species)
+    thresholds = thresholds_for(prior, names, cols, threshold, observations)
+    region = None if bbox is None else parse_bbox(bbox)
+    grid = map_grid(res, region, land_only)
+    polygons = cell_polygons(grid.cells)
+    frames = []
+    for m in months:
+        when = map_date(None, m)
+        probs = _predict_cells(prior, grid, cols, when)
+        attrs = _attrs(res, when, m, region, land_only)
+        frame = _frame(grid, polygons, names, probs, thresholds, dissolve, attrs)
+        frame.insert(0, "month", np.int64(m))
+        frames.append(frame)
+    out = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=CRS)
+    out.attrs.update(frames[0].attrs, date=None, month=None, months=months)
+    return out
+
+
+def _attrs(res, when, month, region, land_only) -> dict:
+    return {
+        "res": int(res),
+        "date": None if when is None else str(when),
+        "month": None if month is None else int(month),
+        "bbox": region if isinstance(region, tuple) else None,
+        "land_only": bool(land_only),
+    }

@@ -1,0 +1,50 @@
+"""The no-information baseline: :class:`UniformPrior`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from ...query import prepare_query
+from ...store import Schema, register_kind, save_folder
+from .common import check_species, header_species, species_header
+
+__all__ = ["UniformPrior"]
+
+
+class UniformPrior:
+    """``1/S`` for every species everywhere: the no-information baseline.
+
+    Example:
+        >>> UniformPrior(["a", "b"]).predict([44.0], [-71.3])
+        array([[0.5, 0.5]], dtype=float32)
+    """
+
+    def __init__(self, species: Sequence[str]):
+        self._species = check_species(species)
+
+    @property
+    def species(self) -> tuple[str, ...]:
+        return self._species
+
+    def __repr__(self) -> str:
+        return f"UniformPrior({len(self.species)} species)"
+
+    def predict(self, lat, lon, date=None) -> np.ndarray:
+        """``(n, S)`` float32, every value ``1/S`` (queries are still validated)."""
+        lat, _, _ = prepare_query(lat, lon, date)
+        s = len(self.species)
+        return np.full((lat.size, s), 1.0 / s, dtype=np.float32)
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = True):
+        """Save to folder ``path``; load with :func:`geoprior.store.load_prior`."""
+        return save_folder(
+            path, "UniformPrior", species_header(self.species), {}, overwrite=overwrite
+        )
+
+
+@register_kind("UniformPrior", Schema())
+def _load_uniform(header: dict, arrays: dict) -> UniformPrior:
+    return UniformPrior(header_species(header))

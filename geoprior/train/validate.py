@@ -1,0 +1,143 @@
+"""The held-out choice of a run's length: which rows are held out, the monitor that scores
+them (the one-standard-error rule), and the number of steps it chooses for the full data."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import jax
+import numpy as np
+from h3.api import basic_int as h3
+
+from ..errors import ConfigError
+from ..observations import Observations
+from .config import Resolved, TrainConfig, resolve_config
+
+__all__ = ["validates", "held_out_rows", "Monitor", "choose_steps"]
+
+#: Spatial-block validation holds out this share of the occupied cells...
+VALIDATION_FRACTION = 0.2
+#: ...of the coarsest H3 resolution at which the data occupy at least this many cells.
+VALIDATION_MIN_BLOCKS = 20
+#: Held-out rows scored at each validation (a fixed random sample).
+VALIDATION_ROWS = 4096
+
+
+def validates(config: TrainConfig, data) -> bool:
+    """Whether the training length is chosen on held-out places (see ``validation``)."""
+    if config.validation == "none":
+        return False
+    if config.steps != "auto":
+        if config.validation != "auto":
+            raise ConfigError(
+                f"validation={config.validation!r} chooses the number of steps; it needs "
+                f"steps='auto', got steps={config.steps}"
+            )
+        return False
+    if config.validation == "auto" and not (config.use_covariates and data.covariate_names):
+        return False
+    if isinstance(data, Observations) and jax.process_count() == 1:
+        return True
+    if config.validation != "auto":
+        raise ConfigError(
+            f"validation={config.validation!r} needs in-memory observations on one process; a column "
+            "store or a multi-process run trains for fixed steps (validation='none')"
+        )
+    return False
+
+
+def held_out_rows(obs: Observations, how: str, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Held-out mask for ``validation=how`` and a description of it.
+
+    ``"places"``: :data:`VALIDATION_FRACTION` of the distinct places with all their records
+    (the question a prior answers at a place nobody has recorded: a new plot beside old
+    ones, a new survey site, a test site of a presence-absence survey). ``"blocks"``: that
+    share of the occupied H3 cells of the coarsest resolution at which the data occupy at
+    least :data:`VALIDATION_MIN_BLOCKS` cells (new regions: a far stricter question).
+    """
+    places, inverse = np.unique(np.stack([obs.lat, obs.lon], 1), axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    about: dict = {"how": how, "places": len(places), "held_out": VALIDATION_FRACTION}
+    groups = np.arange(len(places))
+    if how == "blocks":
+        for r in range(16):
+            cells = np.array([h3.latlng_to_cell(a, b, r) for a, b in places], dtype=np.uint64)
+            uniq, groups = np.unique(cells, return_inverse=True)
+            if uniq.size >= VALIDATION_MIN_BLOCKS:
+                break
+        about.update(h3_res=r, blocks=int(uniq.size))
+    n_groups = int(groups.max()) + 1
+    held = np.random.default_rng(seed).random(n_groups) < VALIDATION_FRACTION
+    if n_groups < 2:
+        held[:] = False
+    elif not held.any() or held.all():
+        held[:] = np.arange(n_groups) == 0
+    return held[groups.ravel()][inverse], about
+
+
+class Monitor:
+    """The held-out score of a run every ``every`` steps; chooses the length and says when
+    to stop, by the one-standard-error rule (Breiman et al. 1984; glmnet's ``lambda.1se``):
+    the shortest run whose mean held-out loss is within one standard error of the best
+    one's, so a long plateau of gains smaller than their noise does not buy more steps."""
+
+    def __init__(self, obs: Observations, every: int, patience: int, seed: int):
+        rows = np.random.default_rng(seed).permutation(len(obs))[:VALIDATION_ROWS]
+        self.obs = obs[np.sort(rows)]
+        self.every, self.patience = every, patience
+        self.curve: list[tuple[int, float, float]] = []  # step, mean, standard error
+
+    @property
+    def best_step(self) -> int:
+        if not self.curve:
+            return self.every
+        _, low, se = min(self.curve, key=lambda c: c[1])
+        return next(t for t, mean, _ in self.curve if mean <= low + se)
+
+    def record(self, step: int, losses: np.ndarray) -> bool:
+        """Add the held-out losses (per row, or one mean); ``True`` once ``patience``
+        scores have passed since the chosen step."""
+        losses = np.asarray(losses, np.float64)
+        se = float(losses.std() / np.sqrt(losses.size)) if losses.size > 1 else 0.0
+        self.curve.append((step, float(losses.mean()), se))
+        return step - self.best_step >= self.patience * self.every
+
+
+def choose_steps(
+    data: Observations,
+    config: TrainConfig,
+    batch: int,
+    data_parallel: int,
+    fit: Callable[[Observations, Resolved, Monitor], object],
+) -> dict:
+    """Train on the data less the held-out rows, score them every ``eval_every`` steps,
+    and return the best length for the full data (scaled to its size), with the curve.
+
+    ``fit(part, resolved, monitor)`` runs the training on ``part`` for at most
+    ``resolved.steps`` steps, recording the held-out scores in ``monitor`` and stopping
+    when it says so.
+    """
+    t0 = time.perf_counter()
+    how = "places" if config.validation == "auto" else config.validation
+    held, about = held_out_rows(data, how, config.seed)
+    if not held.any():
+        return {**about, "steps": None, "skipped": "one place only: nothing to hold out"}
+    part, val = data[np.flatnonzero(~held)], data[np.flatnonzero(held)]
+    # the final run's batch size, so a step of either run moves the weights alike
+    res = dataclasses.replace(
+        resolve_config(config, part, data_parallel=data_parallel), batch_size=batch
+    )
+    monitor = Monitor(val, config.eval_every, config.patience, config.seed)
+    fit(part, res, monitor)
+    best = monitor.best_step
+    return {
+        **about,
+        # the same batch size and passes over the data as the best run on the part
+        "steps": int(max(config.eval_every, round(best * len(data) / len(part)))),
+        "held_out_rows": len(val),
+        "best_step": int(best),
+        "curve": [[int(t), round(v, 5), round(se, 5)] for t, v, se in monitor.curve],
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
