@@ -109,7 +109,7 @@ def shard_range(n: int, process_index: int | None = None, process_count: int | N
     contiguous, sizes differ by at most one.
 
     >>> shard_range(10, 1, 3)
-    (4, 7)
+    (3, 6)
     """
     p = jax.process_index() if process_index is None else process_index
     k = jax.process_count() if process_count is None else process_count
