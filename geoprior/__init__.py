@@ -58,10 +58,10 @@ from .maps import (
     write_range_map,
 )
 from .observations import Observations
-from .prior import GeoPrior
+from .persistence import load_prior
 from .priors import BirdNETPrior, CountGridPrior, FrequencyPrior, NearestNeighborPrior, UniformPrior
-from .query import Prior
-from .store import load_prior
+from .priors.geoprior import GeoPrior
+from .priors.protocol import Prior
 from .train import TrainConfig, train_prior
 
 __all__ = [

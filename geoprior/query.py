@@ -1,9 +1,9 @@
-"""The Prior protocol and the validation of ``(lat, lon, date)`` queries every prior shares."""
+"""The validation of ``(lat, lon, date)`` queries and species names every prior shares
+(the :class:`~geoprior.priors.protocol.Prior` protocol itself lives with the priors)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -11,22 +11,7 @@ from .errors import ClassMismatchError, DateError
 from .names import normalize_name
 from .validation import check_lat_lon, parse_dates
 
-__all__ = ["Prior", "prepare_query", "species_indices"]
-
-
-@runtime_checkable
-class Prior(Protocol):
-    """Anything that says how likely each species is at a place and date.
-
-    ``predict`` returns an ``(n, S)`` float array of probabilities in [0, 1], columns
-    aligned with ``species``. ``date`` is ``None`` (year-round), one date for every row, or
-    one date per row (``NaT``/``None`` rows are year-round).
-    """
-
-    @property
-    def species(self) -> Sequence[str]: ...
-
-    def predict(self, lat, lon, date=None) -> np.ndarray: ...
+__all__ = ["prepare_query", "species_indices"]
 
 
 def prepare_query(lat, lon, date=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

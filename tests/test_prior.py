@@ -24,7 +24,8 @@ from geoprior import (
     train_prior,
 )
 from geoprior.core.encoding import encode_inputs
-from geoprior.prior import FADE_STEPS, _padding, predict_columns, scores_columns, top_k_frame
+from geoprior.priors.geoprior import FADE_STEPS, _padding
+from geoprior.priors.protocol import predict_columns, scores_columns, top_k_frame
 
 RNG = np.random.default_rng(7)
 LAT = RNG.uniform(-70, 70, 23)
@@ -380,7 +381,7 @@ def test_predict_columns_for_any_prior(trained_prior):
 
 
 def test_compiles_once_per_shape(monkeypatch):
-    import geoprior.prior as module
+    import geoprior.priors.geoprior as module
 
     traces = []
 

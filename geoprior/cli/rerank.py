@@ -74,7 +74,7 @@ def rerank(
     from ..fusion import FusionParams
     from ..fusion import rerank as rerank_rows
     from ..io.logits import read_classes, read_logits, read_points
-    from ..store import load_prior
+    from ..persistence import load_prior
 
     check_output(output, overwrite)
     values, names = read_logits(logits, encoding=encoding)

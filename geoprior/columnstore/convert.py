@@ -51,7 +51,7 @@ from ..io.table import ObservationChunks, binary_opener, check_path, real_suffix
 from ..names import case_variants
 from ..observations import Observations
 from ..outputs import check_output
-from ..store import atomic_folder
+from ..persistence import atomic_folder
 from ..validation import InvalidRows, check_on_invalid, warn_dropped
 from .store import FORMAT, FORMAT_VERSION, MANIFEST, ColumnStore, check_count, layout
 

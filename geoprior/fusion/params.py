@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, FormatError, MissingFileError, OutputExistsError, PriorFileError
-from ..store import atomic_file, format_version_problem, header_problems
-from ..store import field as json_field
+from ..persistence import atomic_file, format_version_problem, header_problems
+from ..persistence import field as json_field
 from .checks import check_params
 
 __all__ = ["FusionParams"]
@@ -72,7 +72,7 @@ class FusionParams:
     def from_json(cls, text: str) -> FusionParams:
         """Parse :meth:`to_json` output; raises FormatError / ConfigError on bad content, and
         PriorFileError naming the field for a value of the wrong JSON type (``true`` for a
-        number, checked with the saved-prior schema checks, :func:`geoprior.store.field`)."""
+        number, checked with the saved-prior schema checks, :func:`geoprior.persistence.field`)."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..core.fuse import DEFAULT_FLOOR, DEFAULT_THRESHOLD, fuse_core
 from ..errors import ClassMismatchError, ConfigError, CoordinateError, DateError
-from ..prior import predict_columns
+from ..priors.protocol import predict_columns
 from ..validation import coordinate_array, coordinate_problems, parse_dates
 from .align import align_classes
 from .checks import check_logits, check_params, check_prior_probs
@@ -119,7 +119,7 @@ def rerank(
     Args:
         logits: ``(n, S)`` (or ``(S,)``) classifier logits.
         classes: the ``S`` class names, in logit order.
-        prior: any :class:`~geoprior.query.Prior`.
+        prior: any :class:`~geoprior.priors.protocol.Prior`.
         lat, lon: degrees, one per row (or one for all rows); NaN = no location.
         date: ``None``, one date, or one per row (see :func:`~geoprior.query.prepare_query`).
         k: how many predictions to keep per row (at most ``S``).

@@ -1,6 +1,6 @@
 """Range maps on H3 cells from any prior, as GeoDataFrames.
 
-:func:`range_map` evaluates a :class:`~geoprior.query.Prior` at the centres of H3 cells
+:func:`range_map` evaluates a :class:`~geoprior.priors.protocol.Prior` at the centres of H3 cells
 (:mod:`geoprior.maps.grid`), thresholds it per species (:mod:`geoprior.maps.thresholds`) and
 returns a GeoDataFrame in EPSG:4326 with ``h3_cell, species, prob, in_range`` and the cell
 polygons; :func:`monthly_range_maps` does it for each month. Files and pictures:
@@ -24,7 +24,7 @@ from ..errors import (
     SpeciesNameError,
 )
 from ..geo import cell_strings, check_res
-from ..prior import predict_columns, scores_columns
+from ..priors.protocol import predict_columns, scores_columns
 from ..query import species_indices
 from ..validation import parse_dates
 from .grid import CellGrid, cell_polygons, merge_cells, parse_bbox, region_grid
@@ -230,7 +230,7 @@ def range_map(
     """A range map of one or more species on H3 cells.
 
     Args:
-        prior: any :class:`~geoprior.query.Prior` (a GeoPrior, a baseline, BirdNET, ...).
+        prior: any :class:`~geoprior.priors.protocol.Prior` (a GeoPrior, a baseline, BirdNET, ...).
         species: a name or names; unknown names raise
             :class:`~geoprior.UnknownSpeciesError` with close matches.
         res: H3 resolution; global grids go up to 5, finer ones need ``bbox``.

@@ -16,8 +16,8 @@ import shapely
 from ..errors import ConfigError
 from ..geo import cell_strings
 from ..outputs import check_output
-from ..prior import predict_columns
-from ..store import atomic_path
+from ..persistence import atomic_path
+from ..priors.protocol import predict_columns
 from .grid import cell_polygons, parse_bbox
 from .range_map import CHUNK_VALUES, CRS, map_date, map_grid, thresholds_for
 

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from ..errors import ConfigError, PriorFileError
-from ..store import atomic_file
+from ..persistence import atomic_file
 from .distributed import is_main_process, put_global, to_host
 
 if TYPE_CHECKING:

@@ -211,7 +211,7 @@ def _fit(
 ):
     """One training run of ``res.steps`` steps (fewer when ``monitor`` says stop); the
     prior without thresholds."""
-    from ..prior import GeoPrior  # the shell returns the prior object
+    from ..priors.geoprior import GeoPrior  # the shell returns the prior object
 
     in_memory = isinstance(data, Observations)
     use_cov = config.use_covariates and bool(data.covariate_names)

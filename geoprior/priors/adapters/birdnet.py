@@ -1,4 +1,4 @@
-"""BirdNET's species-range "meta model" as a :class:`~geoprior.query.Prior`.
+"""BirdNET's species-range "meta model" as a :class:`~geoprior.priors.protocol.Prior`.
 
 BirdNET (Kahl et al.) ships, beside its sound classifier, a small model that maps
 ``[lat, lon, week]`` to the probability that each of its 6,522 classes occurs there that

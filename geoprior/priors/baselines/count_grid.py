@@ -11,8 +11,8 @@ import numpy as np
 from ...errors import ClassMismatchError, ConfigError
 from ...geo import cell_neighbours, cell_parents, check_res, latlng_to_cells
 from ...observations import Observations
+from ...persistence import ArraySpec, Schema, field, register_kind, save_folder
 from ...query import prepare_query
-from ...store import ArraySpec, Schema, field, register_kind, save_folder
 from .common import (
     NON_NEGATIVE,
     check_observations,
@@ -256,7 +256,7 @@ class CountGridPrior:
         return levels[::-1]
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = True):
-        """Save to folder ``path``; load with :func:`geoprior.store.load_prior`."""
+        """Save to folder ``path``; load with :func:`geoprior.persistence.load_prior`."""
         header = {
             **species_header(self.species),
             "res": self.res,

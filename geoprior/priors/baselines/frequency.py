@@ -9,8 +9,8 @@ import numpy as np
 
 from ...errors import ClassMismatchError
 from ...observations import Observations
+from ...persistence import ArraySpec, Schema, register_kind, save_folder
 from ...query import prepare_query
-from ...store import ArraySpec, Schema, register_kind, save_folder
 from .common import (
     NON_NEGATIVE,
     check_observations,
@@ -68,7 +68,7 @@ class FrequencyPrior:
         return fill_rows(out, self.frequencies.astype(np.float32))
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = True):
-        """Save to folder ``path``; load with :func:`geoprior.store.load_prior`."""
+        """Save to folder ``path``; load with :func:`geoprior.persistence.load_prior`."""
         header = {**species_header(self.species), "smoothing": self.smoothing}
         return save_folder(
             path, "FrequencyPrior", header, {"counts": self.counts}, overwrite=overwrite

@@ -10,8 +10,8 @@ import numpy as np
 from ...errors import ClassMismatchError, ConfigError
 from ...geo import EARTH_RADIUS_KM, unit_xyz
 from ...observations import Observations
+from ...persistence import ArraySpec, Schema, field, register_kind, save_folder
 from ...query import prepare_query
-from ...store import ArraySpec, Schema, field, register_kind, save_folder
 from .common import (
     NON_NEGATIVE,
     check_observations,
@@ -242,7 +242,7 @@ class NearestNeighborPrior:
         return float(bandwidths[int(np.argmax(scores))])
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = True):
-        """Save to folder ``path``; load with :func:`geoprior.store.load_prior`."""
+        """Save to folder ``path``; load with :func:`geoprior.persistence.load_prior`."""
         header = {
             **species_header(self.species),
             "bandwidth_km": self.bandwidth_km,

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ...persistence import Schema, register_kind, save_folder
 from ...query import prepare_query
-from ...store import Schema, register_kind, save_folder
 from .common import check_species, header_species, species_header
 
 __all__ = ["UniformPrior"]
@@ -39,7 +39,7 @@ class UniformPrior:
         return np.full((lat.size, s), 1.0 / s, dtype=np.float32)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = True):
-        """Save to folder ``path``; load with :func:`geoprior.store.load_prior`."""
+        """Save to folder ``path``; load with :func:`geoprior.persistence.load_prior`."""
         return save_folder(
             path, "UniformPrior", species_header(self.species), {}, overwrite=overwrite
         )

@@ -455,7 +455,7 @@ def _import_kinds() -> None:
     """Import the modules that register loaders (they register on import)."""
     import importlib
 
-    for mod in ("geoprior.prior", "geoprior.priors.baselines"):
+    for mod in ("geoprior.priors",):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:
