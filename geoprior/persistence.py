@@ -43,6 +43,9 @@ __all__ = [
     "atomic_file",
     "atomic_folder",
     "atomic_path",
+    "json_header",
+    "read_json_header",
+    "write_json_header",
 ]
 
 #: 2: GeoPriors may hold two heads (loss ``joint``), an anchors table and support places;
@@ -342,8 +345,6 @@ def save_folder(
     (:func:`atomic_folder`), after :func:`geoprior.outputs.check_output` (an existing
     ``path`` is replaced only with ``overwrite`` and only if it is a saved prior; a missing
     parent folder is created)."""
-    from ._version import __version__
-
     path = Path(path)
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
     objects = sorted(k for k, v in arrays.items() if v.dtype.hasobject)
@@ -355,18 +356,42 @@ def save_folder(
     if not path.parent.exists():
         path.parent.mkdir(parents=True)
     check_output(path, overwrite, marker=HEADER, kind="saved prior")
-    full = {
-        "format": "geoprior",
-        "format_version": FORMAT_VERSION,
-        "kind": kind,
-        "geoprior_version": __version__,
-        **header,
-    }
     with atomic_folder(path) as tmp:
-        with open(tmp / HEADER, "w", encoding="utf-8") as f:
-            json.dump(full, f, indent=2, sort_keys=False)
+        write_json_header(tmp / HEADER, "geoprior", FORMAT_VERSION, header, kind=kind)
         np.savez(tmp / ARRAYS, **arrays)
     return path
+
+
+def json_header(
+    fmt: str, format_version: int, body: Mapping, *, kind: str | None = None,
+    geoprior_version: bool = True,
+) -> dict:
+    """The versioned header of every geoprior file: ``format``, ``format_version``, the
+    ``kind`` of prior (saved priors only), the ``geoprior_version`` that wrote it (left out
+    of fusion parameter files, whose readers refuse fields they do not know), then ``body``.
+    :func:`read_json_header` reads it back.
+
+    >>> json_header("geoprior-columns", 1, {"n_rows": 3})["format_version"]
+    1
+    """
+    from ._version import __version__
+
+    head: dict = {"format": fmt, "format_version": format_version}
+    if kind is not None:
+        head["kind"] = kind
+    if geoprior_version:
+        head["geoprior_version"] = __version__
+    return {**head, **body}
+
+
+def write_json_header(
+    file: str | os.PathLike, fmt: str, format_version: int, body: Mapping, *,
+    kind: str | None = None, indent: int | None = 2,
+) -> Path:
+    """Write :func:`json_header` as UTF-8 JSON to ``file``, atomically (:func:`atomic_file`)."""
+    with atomic_file(file, "w") as f:
+        json.dump(json_header(fmt, format_version, body, kind=kind), f, indent=indent)
+    return Path(file)
 
 
 def read_json_header(file: Path, fmt: str, max_version: int, error: type[Exception]) -> dict:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, FormatError, MissingFileError, OutputExistsError, PriorFileError
-from ..persistence import atomic_file, format_version_problem, header_problems
+from ..persistence import atomic_file, format_version_problem, header_problems, json_header
 from ..persistence import field as json_field
 from .checks import check_params
 
@@ -65,8 +65,8 @@ class FusionParams:
         """JSON text (non-finite scores are written as ``null`` and read back as ``inf``)."""
         body = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                 for k, v in asdict(self).items()}
-        return json.dumps({"format": _FORMAT, "format_version": _FORMAT_VERSION, **body},
-                          indent=2, allow_nan=False)
+        header = json_header(_FORMAT, _FORMAT_VERSION, body, geoprior_version=False)
+        return json.dumps(header, indent=2, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> FusionParams:
