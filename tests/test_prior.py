@@ -494,3 +494,18 @@ def test_cli_predict_says_what_the_numbers_are(trained_prior, tmp_path):
     far = runner.invoke(main, ["predict", str(path), "--lat", "-45", "--lon", "-170"])
     assert far.exit_code == 0 and "beyond the prior's extent" in far.stderr
     assert "True" in far.stdout
+
+
+def test_prior_header_round_trips_the_json_of_a_saved_prior(tmp_path, trained_prior):
+    import json
+
+    from geoprior.priors.header import PriorHeader
+
+    trained_prior.save(tmp_path / "p.prior")
+    text = (tmp_path / "p.prior" / "prior.json").read_text()
+    envelope = ("format", "format_version", "kind", "geoprior_version", "species")
+    on_disk = {k: v for k, v in json.loads(text).items() if k not in envelope}
+    header = PriorHeader.from_dict(on_disk)
+    assert header.n_species == trained_prior.n_species and header.training is not None
+    assert not header.extra
+    assert json.dumps(header.to_dict()) == json.dumps(on_disk)  # same fields, same order
