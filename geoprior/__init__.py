@@ -61,7 +61,7 @@ from .observations import Observations
 from .persistence import load_prior
 from .priors import BirdNETPrior, CountGridPrior, FrequencyPrior, NearestNeighborPrior, UniformPrior
 from .priors.geoprior import GeoPrior
-from .priors.protocol import Prior
+from .priors.protocol import Prior, top_k
 from .train import TrainConfig, train_prior
 
 __all__ = [
@@ -80,6 +80,7 @@ __all__ = [
     "train_prior",
     "GeoPrior",
     "Prior",
+    "top_k",
     "load_prior",
     "is_land",
     "range_map",

@@ -109,7 +109,8 @@ def compute_thresholds(
 def _predict_chunks(prior, lat, lon, date, covariates, columns: np.ndarray):
     """Yield ``(slice, probs)`` over rows: float32 probabilities of ``columns`` (``(k,)``
     for every row or ``(n, k)`` each row's own), about ``_CHUNK_VALUES`` computed a call."""
-    width = columns.shape[-1] if scores_columns(prior) else len(prior.species)
+    scores = scores_columns(prior)
+    width = columns.shape[-1] if scores else len(prior.species)
     step = max(1, _CHUNK_VALUES // max(1, width))
     for a in range(0, lat.size, step):
         sl = slice(a, min(lat.size, a + step))
@@ -118,7 +119,9 @@ def _predict_chunks(prior, lat, lon, date, covariates, columns: np.ndarray):
         cols = columns if columns.ndim == 1 else columns[sl]
         yield (
             sl,
-            predict_columns(prior, lat[sl], lon[sl], d, cols, covariates=cov, output="presence"),
+            predict_columns(
+                prior, lat[sl], lon[sl], d, cols, covariates=cov, output="presence", scores=scores
+            ),
         )
 
 

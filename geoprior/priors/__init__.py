@@ -16,7 +16,7 @@ from .baselines import (
     auto_resolution,
 )
 from .geoprior import GeoPrior
-from .protocol import Prior
+from .protocol import Prior, top_k
 
 __all__ = [
     "BirdNETPrior",
@@ -27,4 +27,5 @@ __all__ = [
     "Prior",
     "UniformPrior",
     "auto_resolution",
+    "top_k",
 ]

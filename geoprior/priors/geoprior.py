@@ -39,7 +39,7 @@ from ..errors import ClassMismatchError, ConfigError, NonFiniteError, UnknownSpe
 from ..geo import EARTH_RADIUS_KM
 from ..observations import day_of_year
 from ..persistence import ArraySpec, Schema, field, register_kind, save_folder
-from ..query import prepare_query, species_indices
+from ..query import Query, prepare_query, species_indices
 from ..validation import check_positive_int
 from .protocol import ranking_frame
 
@@ -114,6 +114,10 @@ class GeoPrior:
         >>> prior = geoprior.load_prior("birds.prior")  # doctest: +SKIP
         >>> prior.top_k(44.06, -71.31, "2021-06-14", k=3)  # doctest: +SKIP
     """
+
+    #: ``predict(..., species=columns)`` computes only those columns (see
+    #: :class:`~geoprior.priors.protocol.ColumnScoring`).
+    scores_columns = True
 
     def __init__(
         self,
@@ -364,9 +368,29 @@ class GeoPrior:
         >>> prior.predict([44.06], [-71.31], species=["Setophaga virens"], output="presence")  # doctest: +SKIP
         array([[0.95]], dtype=float32)
         """
-        return self._score(
-            lat, lon, date, species, covariates, batch_size, species_chunk, False, output
+        return self.predict_query(
+            prepare_query(lat, lon, date),
+            species=species,
+            covariates=covariates,
+            batch_size=batch_size,
+            species_chunk=species_chunk,
+            output=output,
         )
+
+    def predict_query(
+        self,
+        query: Query,
+        *,
+        species=None,
+        covariates=None,
+        batch_size: int = _BATCH,
+        species_chunk: int | None = None,
+        output: str | None = None,
+    ) -> np.ndarray:
+        """:meth:`predict` of a :class:`~geoprior.query.Query` that is already valid (made
+        by :func:`~geoprior.query.prepare_query` or of places the caller made), taken as it
+        is; the other arguments as :meth:`predict` takes them."""
+        return self._score(query, species, covariates, batch_size, species_chunk, False, output)
 
     def log_prob(
         self,
@@ -386,29 +410,26 @@ class GeoPrior:
         >>> prior.log_prob([44.06], [-71.31]).max() <= 0  # doctest: +SKIP
         True
         """
-        return self._score(
-            lat, lon, date, species, covariates, batch_size, species_chunk, True, output
-        )
+        query = prepare_query(lat, lon, date)
+        return self._score(query, species, covariates, batch_size, species_chunk, True, output)
 
-    def _score(self, lat, lon, date, species, covariates, batch_size, species_chunk, log, output):
+    def _score(self, query, species, covariates, batch_size, species_chunk, log, output):
         n, k, blocks = self._blocks(
-            lat, lon, date, species, covariates, batch_size, species_chunk, log, output
+            query, species, covariates, batch_size, species_chunk, log, output
         )
         out = np.empty((n, k), np.float32)
         for rows, m, a, w, block in blocks:
             out[rows, a : a + w] = np.asarray(block)[:m, :w]
         return out
 
-    def _blocks(
-        self, lat, lon, date, species, covariates, batch_size, species_chunk, log, output=None
-    ):
-        """Validate a query and return ``(n, k, blocks)``: ``n`` places, ``k`` columns, and an
+    def _blocks(self, query, species, covariates, batch_size, species_chunk, log, output=None):
+        """Check the options of a valid ``query`` and return ``(n, k, blocks)``: ``n`` places, ``k`` columns, and an
         iterator of the result on the device, a block at a time, as ``(rows, m, a, w,
         block)``: the first ``m`` rows and ``w`` columns of ``block`` are rows ``rows`` and
         columns ``a:a + w`` of the ``(n, k)`` result (with ``species_chunk=None`` each block
         holds every column)."""
         output = self._output(output)
-        lat, lon, dates = prepare_query(lat, lon, date)
+        lat, lon, dates = query
         n = lat.size
         cov = self._check_covariates(covariates, n)
         cols = self._species_columns(species, n)
@@ -576,7 +597,7 @@ class GeoPrior:
             names = tuple(names[i] for i in cols)
             species = cols
         n, width, blocks = self._blocks(
-            lat, lon, date, species, covariates, batch_size, None, False, output
+            prepare_query(lat, lon, date), species, covariates, batch_size, None, False, output
         )
         k = min(k, width)
         probs, top = np.empty((n, k), np.float32), np.empty((n, k), np.int32)
