@@ -1,4 +1,13 @@
-"""Saving and loading priors: a JSON header plus ``.npz`` arrays, never pickle.
+"""Persistence: every file geoprior writes, written atomically under a versioned header;
+and saving and loading priors as a JSON header plus ``.npz`` arrays, never pickle.
+
+One temp-file-and-rename (:func:`atomic_path`, with :func:`atomic_file` and
+:func:`atomic_folder` on it) serves saved priors, column stores, fusion parameter files,
+checkpoints and map files. One header (:func:`json_header`: ``format``,
+``format_version``, ``geoprior_version``), written by :func:`write_json_header` and read by
+:func:`read_json_header` (its version check, :func:`format_version_problem`, also serves
+fusion parameters parsed from text and checkpoint records), serves prior headers,
+column-store manifests, fusion parameter files and checkpoint records.
 
 A saved prior is a folder::
 
