@@ -32,7 +32,7 @@ import numpy as np
 from geoprior import CountGridPrior, Observations, TrainConfig, train_prior
 from geoprior.maps import write_all_species
 from geoprior.maps.grid import cell_grid
-from geoprior.prior import predict_columns
+from geoprior.priors.protocol import predict_columns
 
 IN_RANGE_SHARE = 0.001
 

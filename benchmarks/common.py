@@ -22,7 +22,7 @@ import numpy as np
 
 from geoprior import BirdNETPrior, TrainConfig, align_classes, train_prior
 from geoprior.errors import GeopriorError
-from geoprior.store import atomic_file
+from geoprior.persistence import atomic_file
 
 #: Where each data source lives under the data folder, and where to get it.
 SOURCES = {

@@ -37,8 +37,8 @@ from geoprior.geo import haversine_km
 from geoprior.io.samples import load_sample
 from geoprior.maps import MONTH_YEAR, range_map
 from geoprior.maps.plot import plot_range_map
-from geoprior.prior import predict_columns
-from geoprior.store import atomic_path
+from geoprior.persistence import atomic_path
+from geoprior.priors.protocol import predict_columns
 
 from .common import table, write_json, write_text
 

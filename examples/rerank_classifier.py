@@ -19,8 +19,8 @@ import numpy as np
 
 from geoprior.fusion import align_classes, fit_fusion, rerank
 from geoprior.io.samples import load_sample
+from geoprior.persistence import load_prior
 from geoprior.priors.baselines import CountGridPrior
-from geoprior.store import load_prior
 
 LOOKALIKES = [("Sturnella magna", "Sturnella neglecta"),
               ("Poecile atricapillus", "Poecile carolinensis")]

@@ -58,10 +58,10 @@ from .maps import (
     write_range_map,
 )
 from .observations import Observations
-from .prior import GeoPrior
+from .persistence import load_prior
 from .priors import BirdNETPrior, CountGridPrior, FrequencyPrior, NearestNeighborPrior, UniformPrior
-from .query import Prior
-from .store import load_prior
+from .priors.geoprior import GeoPrior
+from .priors.protocol import Prior, top_k
 from .train import TrainConfig, train_prior
 
 __all__ = [
@@ -80,6 +80,7 @@ __all__ = [
     "train_prior",
     "GeoPrior",
     "Prior",
+    "top_k",
     "load_prior",
     "is_land",
     "range_map",

@@ -1,9 +1,10 @@
-"""The Prior protocol and the validation of ``(lat, lon, date)`` queries every prior shares."""
+"""The validation of ``(lat, lon, date)`` queries and species names every prior shares
+(the :class:`~geoprior.priors.protocol.Prior` protocol itself lives with the priors)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -11,27 +12,41 @@ from .errors import ClassMismatchError, DateError
 from .names import normalize_name
 from .validation import check_lat_lon, parse_dates
 
-__all__ = ["Prior", "prepare_query", "species_indices"]
+__all__ = ["Query", "known_query", "prepare_query", "species_indices"]
 
 
-@runtime_checkable
-class Prior(Protocol):
-    """Anything that says how likely each species is at a place and date.
+class Query(NamedTuple):
+    """A validated query of ``n`` rows: float64 ``lat``, ``lon`` (degrees) and
+    ``datetime64[D]`` ``dates`` (``NaT`` for undated rows). :func:`prepare_query` makes one
+    from user input; a prior's ``predict_query`` takes it as it is, without checking again.
+    Unpacks as ``lat, lon, dates``."""
 
-    ``predict`` returns an ``(n, S)`` float array of probabilities in [0, 1], columns
-    aligned with ``species``. ``date`` is ``None`` (year-round), one date for every row, or
-    one date per row (``NaT``/``None`` rows are year-round).
+    lat: np.ndarray
+    lon: np.ndarray
+    dates: np.ndarray
+
+
+def known_query(lat, lon, date=None) -> Query:
+    """A :class:`Query` of places and dates the caller made or already checked (H3 cell
+    centres, an :class:`~geoprior.Observations`' columns, rows ``rerank`` validated):
+    converted and broadcast, never re-validated. User input goes through
+    :func:`prepare_query`.
+
+    >>> known_query([44.0, 45.0], [-71.3, -70.0], np.datetime64("2021-06-14")).dates.size
+    2
     """
+    lat = np.asarray(lat, np.float64).reshape(-1)
+    lon = np.asarray(lon, np.float64).reshape(-1)
+    if date is None:
+        return Query(lat, lon, np.full(lat.size, np.datetime64("NaT"), dtype="datetime64[D]"))
+    dates = np.asarray(date, dtype="datetime64[D]").reshape(-1)
+    return Query(lat, lon, np.broadcast_to(dates, lat.shape) if dates.size == 1 else dates)
 
-    @property
-    def species(self) -> Sequence[str]: ...
 
-    def predict(self, lat, lon, date=None) -> np.ndarray: ...
-
-
-def prepare_query(lat, lon, date=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Validate a query: returns float64 ``lat, lon`` and ``datetime64[D]`` dates (``NaT``
-    for undated), all of length n. Raises CoordinateError / DateError naming the row.
+def prepare_query(lat, lon, date=None) -> Query:
+    """Validate a query: returns a :class:`Query` of float64 ``lat, lon`` and
+    ``datetime64[D]`` dates (``NaT`` for undated), all of length n. Raises CoordinateError /
+    DateError naming the row.
 
     >>> prepare_query([44.0], [-71.3], "2021-06-14")[2]
     array(['2021-06-14'], dtype='datetime64[D]')
@@ -39,7 +54,7 @@ def prepare_query(lat, lon, date=None) -> tuple[np.ndarray, np.ndarray, np.ndarr
     lat, lon = check_lat_lon(lat, lon)
     n = lat.size
     if date is None:
-        return lat, lon, np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
+        return Query(lat, lon, np.full(n, np.datetime64("NaT"), dtype="datetime64[D]"))
     d = np.atleast_1d(np.asarray(date, dtype=object if not _is_datetime(date) else None))
     dates, masks, messages, _ = parse_dates(d)
     if masks:
@@ -50,7 +65,7 @@ def prepare_query(lat, lon, date=None) -> tuple[np.ndarray, np.ndarray, np.ndarr
         raise ClassMismatchError(
             f"got {n} locations but {dates.size} dates (give one date or one per row)"
         )
-    return lat, lon, dates
+    return Query(lat, lon, dates)
 
 
 def species_indices(names: Sequence[str] | str, species: Sequence[str]) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import (
+    ConfigError,
     CoordinateError,
     DateError,
     GeopriorError,
@@ -28,6 +29,7 @@ __all__ = [
     "InvalidRows",
     "ParsedDates",
     "check_lat_lon",
+    "check_positive_int",
     "coordinate_array",
     "coordinate_problems",
     "parse_dates",
@@ -491,3 +493,17 @@ ERROR_FOR_REASON: dict[str, type[GeopriorError]] = {
 def warn_dropped(report: InvalidRows, where: str) -> None:
     if report.dropped:
         warnings.warn(f"{where}: {report.summary()}", stacklevel=3)
+
+
+def check_positive_int(name: str, value) -> int:
+    """``value`` as an ``int`` when it is an integer >= 1 (never a bool); else ConfigError
+    naming ``name``.
+
+    >>> check_positive_int("k", 3)
+    3
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(
+            f"{name} must be >= 1 (a positive integer), got {value!r} ({type(value).__name__})"
+        )
+    return int(value)

@@ -10,6 +10,7 @@ import pytest
 from geoprior import GeoPrior, ModelConfig, Observations, TrainConfig, train_prior
 from geoprior.core.encoding import EncoderSpec, encode_inputs
 from geoprior.core.model import GeoNet
+from geoprior.priors.header import PriorHeader
 
 # species name -> (lat, lon) centre of its range, far apart
 REGIONS = {
@@ -88,12 +89,12 @@ def random_prior(
     else:
         keys = jax.random.split(jax.random.PRNGKey(seed), members)
         params = jax.vmap(lambda k: net.init(k, x)["params"])(keys)
-    header = {
-        "config": {"loss": loss, "model": model.to_dict(), "members": members},
-        "resolved": {"use_date": use_date, "encoder": enc.to_dict()},
-        "covariates": [f"c{i}" for i in range(n_covariates)],
-        "extent": {"bbox": [-180.0, -90.0, 180.0, 90.0]},
-    }
+    header = PriorHeader(
+        config={"loss": loss, "model": model.to_dict(), "members": members},
+        resolved={"use_date": use_date, "encoder": enc.to_dict()},
+        covariates=[f"c{i}" for i in range(n_covariates)],
+        extent={"bbox": [-180.0, -90.0, 180.0, 90.0]},
+    ).to_dict()
     stats = np.arange(1, n_covariates + 1, dtype=np.float32) if n_covariates else None
     return GeoPrior(
         [f"s{i}" for i in range(n_species)],

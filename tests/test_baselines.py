@@ -18,6 +18,7 @@ from geoprior.errors import (
     GeopriorError,
     PriorFileError,
 )
+from geoprior.persistence import load_prior
 from geoprior.priors.baselines import (
     CountGridPrior,
     FrequencyPrior,
@@ -27,8 +28,7 @@ from geoprior.priors.baselines import (
     common,
     nearest,
 )
-from geoprior.query import Prior
-from geoprior.store import load_prior
+from geoprior.priors.protocol import Prior
 
 HOME = (44.0, -71.3)  # a cell full of species "a"
 DESERT = (35.0, -110.0)  # a cell full of species "c"

@@ -10,7 +10,7 @@ import pytest
 from geoprior.errors import ClassMismatchError, ConfigError, DateError, MissingDependencyError
 from geoprior.priors.adapters import birdnet
 from geoprior.priors.adapters.birdnet import BirdNETPrior, birdnet_weeks
-from geoprior.query import Prior
+from geoprior.priors.protocol import Prior
 
 ITHACA, PHOENIX = (42.44, -76.5), (33.45, -112.07)
 BLUE_JAY = "Cyanocitta cristata"

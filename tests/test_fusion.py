@@ -36,7 +36,8 @@ from geoprior.fusion import (
     fuse_with_flags,
     rerank,
 )
-from geoprior.query import Prior, prepare_query
+from geoprior.priors.protocol import Prior
+from geoprior.query import prepare_query
 
 SETTINGS = settings(max_examples=25, deadline=None)
 

@@ -40,7 +40,7 @@ from geoprior.maps.grid import (
     parse_bbox,
 )
 from geoprior.maps.plot import plot_range_map
-from geoprior.store import load_prior
+from geoprior.persistence import load_prior
 
 CENTRES = {"Setophaga virens": (43.0, -75.0), "Dromaius novaehollandiae": (-25.0, 135.0)}
 

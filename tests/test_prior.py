@@ -24,7 +24,8 @@ from geoprior import (
     train_prior,
 )
 from geoprior.core.encoding import encode_inputs
-from geoprior.prior import FADE_STEPS, _padding, predict_columns, scores_columns, top_k_frame
+from geoprior.priors.geoprior import FADE_STEPS, _padding
+from geoprior.priors.protocol import predict_columns, scores_columns, top_k_frame
 
 RNG = np.random.default_rng(7)
 LAT = RNG.uniform(-70, 70, 23)
@@ -380,7 +381,7 @@ def test_predict_columns_for_any_prior(trained_prior):
 
 
 def test_compiles_once_per_shape(monkeypatch):
-    import geoprior.prior as module
+    import geoprior.priors.geoprior as module
 
     traces = []
 
@@ -493,3 +494,18 @@ def test_cli_predict_says_what_the_numbers_are(trained_prior, tmp_path):
     far = runner.invoke(main, ["predict", str(path), "--lat", "-45", "--lon", "-170"])
     assert far.exit_code == 0 and "beyond the prior's extent" in far.stderr
     assert "True" in far.stdout
+
+
+def test_prior_header_round_trips_the_json_of_a_saved_prior(tmp_path, trained_prior):
+    import json
+
+    from geoprior.priors.header import PriorHeader
+
+    trained_prior.save(tmp_path / "p.prior")
+    text = (tmp_path / "p.prior" / "prior.json").read_text()
+    envelope = ("format", "format_version", "kind", "geoprior_version", "species")
+    on_disk = {k: v for k, v in json.loads(text).items() if k not in envelope}
+    header = PriorHeader.from_dict(on_disk)
+    assert header.n_species == trained_prior.n_species and header.training is not None
+    assert not header.extra
+    assert json.dumps(header.to_dict()) == json.dumps(on_disk)  # same fields, same order

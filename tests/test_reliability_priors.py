@@ -10,7 +10,7 @@ from conftest import random_prior
 
 from geoprior import FrequencyPrior, NearestNeighborPrior, Observations, PriorFileError, load_prior
 from geoprior.cli import main
-from geoprior.store import ARRAYS, HEADER
+from geoprior.persistence import ARRAYS, HEADER
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from geoprior import OutputExistsError, PriorFileError, load_prior
-from geoprior.store import (
+from geoprior.persistence import (
     ARRAYS,
     FORMAT_VERSION,
     HEADER,
@@ -204,7 +204,7 @@ def test_atomic_path_and_folder_leave_the_old_output_or_the_new_one(tmp_path):
 def test_version_one_priors_still_load(tmp_path):
     from conftest import random_prior
 
-    from geoprior.store import HEADER, load_prior
+    from geoprior.persistence import HEADER, load_prior
 
     prior = random_prior(3)
     path = prior.save(tmp_path / "v1")

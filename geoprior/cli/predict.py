@@ -30,7 +30,7 @@ def predict(prior, lat, lon, date, k, fmt):
     with a presence output adds ``presence``, the probability that the species occurs
     there at all, and ``outside_extent``, true beyond the training data's extent (a
     warning on stderr says how far)."""
-    from ..store import load_prior
+    from ..persistence import load_prior
 
     loaded = load_prior(prior)
     frame = loaded.top_k(lat, lon, date, k=k).drop(columns="row")

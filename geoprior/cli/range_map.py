@@ -87,7 +87,7 @@ def range_map(
         write_range_map,
     )
     from ..maps import range_map as make_range_map
-    from ..store import load_prior
+    from ..persistence import load_prior
 
     check_output(output, overwrite)
     suffix = output.suffix.lower()

@@ -74,7 +74,7 @@ def rerank(
     from ..fusion import FusionParams
     from ..fusion import rerank as rerank_rows
     from ..io.logits import read_classes, read_logits, read_points
-    from ..store import load_prior
+    from ..persistence import atomic_path, load_prior
 
     check_output(output, overwrite)
     values, names = read_logits(logits, encoding=encoding)
@@ -106,7 +106,8 @@ def rerank(
         **fusion,
     )
     frame = result.to_frame()
-    frame.to_csv(output, index=False)
+    with atomic_path(output) as tmp:
+        frame.to_csv(tmp, index=False)
     click.echo(
         f"{int(result.changed.sum())} of {len(result)} top-1 predictions changed; wrote {output}",
         err=True,

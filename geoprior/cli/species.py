@@ -16,7 +16,7 @@ def species(prior, match):
     """List the species a prior knows; with --match, those whose name contains TEXT (none is
     an unknown species, exit 1, with close matches suggested)."""
     from ..errors import UnknownSpeciesError, suggest
-    from ..store import load_prior
+    from ..persistence import load_prior
 
     names = load_prior(prior).species
     shown = [n for n in names if match is None or match.lower() in n.lower()]

@@ -73,7 +73,7 @@ def train(
 ):
     """Train a prior on OBSERVATIONS (a file, a folder made by `geoprior convert`, or
     sample:neon_bird for the embedded sample)."""
-    from ..store import HEADER
+    from ..persistence import HEADER
     from ..train import TrainConfig, train_prior
 
     main_process = True

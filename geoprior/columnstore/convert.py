@@ -30,7 +30,6 @@ pass 2 ends, so a conversion needs about twice the store's size free.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import shutil
@@ -43,7 +42,6 @@ from typing import BinaryIO
 import numpy as np
 from tqdm.auto import tqdm
 
-from .._version import __version__
 from ..errors import ConfigError, EmptyDataError, FormatError, suggest
 from ..io import PLANS
 from ..io.detect import detect_format
@@ -51,7 +49,7 @@ from ..io.table import ObservationChunks, binary_opener, check_path, real_suffix
 from ..names import case_variants
 from ..observations import Observations
 from ..outputs import check_output
-from ..store import atomic_folder
+from ..persistence import atomic_folder, write_json_header
 from ..validation import InvalidRows, check_on_invalid, warn_dropped
 from .store import FORMAT, FORMAT_VERSION, MANIFEST, ColumnStore, check_count, layout
 
@@ -162,9 +160,6 @@ def convert_to_columns(
         shutil.rmtree(tmp / "buckets")
         mean, std = summary.covariate_stats()
         manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "geoprior_version": __version__,
             "n_rows": n,
             "species": species,
             "species_counts": summary.counts.tolist(),
@@ -178,8 +173,7 @@ def convert_to_columns(
             "seed": int(seed),
             "chunk_rows": int(chunk_rows),
         }
-        with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=1)
+        write_json_header(tmp / MANIFEST, FORMAT, FORMAT_VERSION, manifest, indent=1)
     return ColumnStore.open(out)
 
 

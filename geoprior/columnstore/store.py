@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import ConfigError, FormatError, MissingFileError, RowIndexError
 from ..observations import Observations
-from ..store import read_json_header
+from ..persistence import read_json_header
 from ..validation import InvalidRows
 
 __all__ = ["ColumnStore", "FORMAT", "FORMAT_VERSION", "MANIFEST", "check_count", "layout"]

@@ -2,7 +2,7 @@
 
 The core, :func:`fuse`, is a pure function of arrays (jit-able, numpy or JAX input). Around
 it: :func:`align_classes` lines a classifier's class list up with a prior's species,
-:func:`rerank` queries a :class:`~geoprior.query.Prior` and reports top-k lists with flags,
+:func:`rerank` queries a :class:`~geoprior.priors.protocol.Prior` and reports top-k lists with flags,
 and :func:`fit_fusion` picks the mode and its parameters on validation data. The modes:
 
 * ``"product"``: ``p(y | image)^(1/T) * p(y | place)^weight``, renormalised (Mac Aodha et

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, FormatError, MissingFileError, OutputExistsError, PriorFileError
-from ..store import atomic_file, format_version_problem, header_problems
-from ..store import field as json_field
+from ..persistence import atomic_file, format_version_problem, header_problems, json_header
+from ..persistence import field as json_field
 from .checks import check_params
 
 __all__ = ["FusionParams"]
@@ -65,14 +65,14 @@ class FusionParams:
         """JSON text (non-finite scores are written as ``null`` and read back as ``inf``)."""
         body = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
                 for k, v in asdict(self).items()}
-        return json.dumps({"format": _FORMAT, "format_version": _FORMAT_VERSION, **body},
-                          indent=2, allow_nan=False)
+        header = json_header(_FORMAT, _FORMAT_VERSION, body, geoprior_version=False)
+        return json.dumps(header, indent=2, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> FusionParams:
         """Parse :meth:`to_json` output; raises FormatError / ConfigError on bad content, and
         PriorFileError naming the field for a value of the wrong JSON type (``true`` for a
-        number, checked with the saved-prior schema checks, :func:`geoprior.store.field`)."""
+        number, checked with the saved-prior schema checks, :func:`geoprior.persistence.field`)."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:

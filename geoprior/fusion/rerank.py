@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..core.fuse import DEFAULT_FLOOR, DEFAULT_THRESHOLD, fuse_core
 from ..errors import ClassMismatchError, ConfigError, CoordinateError, DateError
-from ..prior import predict_columns
+from ..priors.protocol import predict_columns, predict_known, scores_columns
 from ..validation import coordinate_array, coordinate_problems, parse_dates
 from .align import align_classes
 from .checks import check_logits, check_params, check_prior_probs
@@ -119,7 +119,7 @@ def rerank(
     Args:
         logits: ``(n, S)`` (or ``(S,)``) classifier logits.
         classes: the ``S`` class names, in logit order.
-        prior: any :class:`~geoprior.query.Prior`.
+        prior: any :class:`~geoprior.priors.protocol.Prior`.
         lat, lon: degrees, one per row (or one for all rows); NaN = no location.
         date: ``None``, one date, or one per row (see :func:`~geoprior.query.prepare_query`).
         k: how many predictions to keep per row (at most ``S``).
@@ -160,7 +160,8 @@ def rerank(
     rows = np.flatnonzero(located)
     for start in range(0, rows.size, batch_size):
         b = rows[start:start + batch_size]
-        raw = np.asarray(prior.predict(lat[b], lon[b], None if dates is None else dates[b]))
+        # rows _locations validated: a prior that answers prepared queries does not re-check
+        raw = np.asarray(predict_known(prior, lat[b], lon[b], None if dates is None else dates[b]))
         if raw.shape != (b.size, n_species):
             raise ClassMismatchError(
                 f"prior.predict returned shape {raw.shape} for {b.size} locations; expected "
@@ -200,11 +201,13 @@ def rerank(
         ask = np.flatnonzero(located & matched)
         cols = alignment.index[top1[ask]][:, None]
         score = np.full(n, np.nan)
+        scores = scores_columns(prior)
         for start in range(0, ask.size, batch_size):
             b = ask[start:start + batch_size]
             when = None if dates is None else dates[b]
             score[b] = predict_columns(prior, lat[b], lon[b], when,
-                                       cols[start:start + batch_size], output="presence")[:, 0]
+                                       cols[start:start + batch_size], output="presence",
+                                       scores=scores)[:, 0]
     with np.errstate(invalid="ignore"):
         outside = located & matched & (score < limit)
     return RerankResult(

@@ -1,6 +1,6 @@
 """Range maps on H3 cells from any prior, as GeoDataFrames.
 
-:func:`range_map` evaluates a :class:`~geoprior.query.Prior` at the centres of H3 cells
+:func:`range_map` evaluates a :class:`~geoprior.priors.protocol.Prior` at the centres of H3 cells
 (:mod:`geoprior.maps.grid`), thresholds it per species (:mod:`geoprior.maps.thresholds`) and
 returns a GeoDataFrame in EPSG:4326 with ``h3_cell, species, prob, in_range`` and the cell
 polygons; :func:`monthly_range_maps` does it for each month. Files and pictures:
@@ -24,7 +24,7 @@ from ..errors import (
     SpeciesNameError,
 )
 from ..geo import cell_strings, check_res
-from ..prior import predict_columns, scores_columns
+from ..priors.protocol import predict_columns, scores_columns, uses_date
 from ..query import species_indices
 from ..validation import parse_dates
 from .grid import CellGrid, cell_polygons, merge_cells, parse_bbox, region_grid
@@ -83,11 +83,9 @@ def map_date(date, month) -> np.datetime64 | None:
 
 def uses_dates(prior) -> bool:
     """Whether a prior's answer depends on the date (a dated GeoPrior, a CountGridPrior
-    fitted ``by_month``, BirdNET's weekly model)."""
-    for name in ("uses_date", "by_month"):
-        if hasattr(prior, name):
-            return bool(getattr(prior, name))
-    return type(prior).__name__ == "BirdNETPrior"
+    fitted ``by_month``, BirdNET's weekly model): its ``uses_date``, see
+    :func:`~geoprior.priors.protocol.uses_date`."""
+    return uses_date(prior)
 
 
 def resolve_thresholds(
@@ -168,11 +166,14 @@ def _predict_cells(prior, grid: CellGrid, cols: np.ndarray, when) -> np.ndarray:
     """``(cells, len(cols))`` float32 probabilities, predicted a chunk of cells at a time
     (a prior that scores chosen columns computes only ``cols``)."""
     out = np.empty((len(grid), cols.size), np.float32)
-    width = cols.size if scores_columns(prior) else len(prior.species)
+    scores = scores_columns(prior)
+    width = cols.size if scores else len(prior.species)
     step = max(1, CHUNK_VALUES // max(1, width))
     for a in range(0, len(grid), step):
         sl = slice(a, a + step)
-        out[sl] = predict_columns(prior, grid.lat[sl], grid.lon[sl], when, cols, output="presence")
+        out[sl] = predict_columns(
+            prior, grid.lat[sl], grid.lon[sl], when, cols, output="presence", scores=scores
+        )
     return out
 
 
@@ -230,7 +231,7 @@ def range_map(
     """A range map of one or more species on H3 cells.
 
     Args:
-        prior: any :class:`~geoprior.query.Prior` (a GeoPrior, a baseline, BirdNET, ...).
+        prior: any :class:`~geoprior.priors.protocol.Prior` (a GeoPrior, a baseline, BirdNET, ...).
         species: a name or names; unknown names raise
             :class:`~geoprior.UnknownSpeciesError` with close matches.
         res: H3 resolution; global grids go up to 5, finer ones need ``bbox``.

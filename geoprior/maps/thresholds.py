@@ -1,6 +1,6 @@
 """Per-species thresholds that turn a prior's probabilities into in/out-of-range maps.
 
-Two rules, for any :class:`~geoprior.query.Prior`:
+Two rules, for any :class:`~geoprior.priors.protocol.Prior`:
 
 - ``"lpt"`` (lowest presence threshold, the rule iNaturalist uses for its range maps): the
   ``percentile``-th percentile (default 5) of the prior over the species' training presences,
@@ -17,7 +17,7 @@ Two rules, for any :class:`~geoprior.query.Prior`:
 A cell is in range when ``prob >= threshold``. Species with no presences get ``NaN``.
 Both rules stream over the data in chunks: memory is ``chunk x species``, never
 ``presences x species``. A prior that scores chosen columns (a GeoPrior, see
-:func:`~geoprior.prior.scores_columns`) computes only what a rule needs: ``"lpt"`` each
+:func:`~geoprior.priors.protocol.scores_columns`) computes only what a rule needs: ``"lpt"`` each
 presence's own species, ``"f1"`` the species asked for.
 """
 
@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import ConfigError, EmptyDataError
 from ..geo import cell_centres, latlng_to_cells
 from ..observations import Observations
-from ..prior import predict_columns, scores_columns
+from ..priors.protocol import predict_columns, scores_columns
 from ..query import species_indices
 from .grid import CellGrid
 from .land import land_cells
@@ -56,7 +56,7 @@ def compute_thresholds(
     """Per-species probability thresholds of ``prior`` from presence ``observations``.
 
     Args:
-        prior: any :class:`~geoprior.query.Prior`.
+        prior: any :class:`~geoprior.priors.protocol.Prior`.
         observations: presences (typically the prior's training data); species the prior
             does not know raise :class:`~geoprior.UnknownSpeciesError`.
         rule: ``"lpt"`` or ``"f1"`` (see the module docstring).
@@ -109,7 +109,8 @@ def compute_thresholds(
 def _predict_chunks(prior, lat, lon, date, covariates, columns: np.ndarray):
     """Yield ``(slice, probs)`` over rows: float32 probabilities of ``columns`` (``(k,)``
     for every row or ``(n, k)`` each row's own), about ``_CHUNK_VALUES`` computed a call."""
-    width = columns.shape[-1] if scores_columns(prior) else len(prior.species)
+    scores = scores_columns(prior)
+    width = columns.shape[-1] if scores else len(prior.species)
     step = max(1, _CHUNK_VALUES // max(1, width))
     for a in range(0, lat.size, step):
         sl = slice(a, min(lat.size, a + step))
@@ -118,7 +119,9 @@ def _predict_chunks(prior, lat, lon, date, covariates, columns: np.ndarray):
         cols = columns if columns.ndim == 1 else columns[sl]
         yield (
             sl,
-            predict_columns(prior, lat[sl], lon[sl], d, cols, covariates=cov, output="presence"),
+            predict_columns(
+                prior, lat[sl], lon[sl], d, cols, covariates=cov, output="presence", scores=scores
+            ),
         )
 
 

@@ -16,8 +16,8 @@ import shapely
 from ..errors import ConfigError
 from ..geo import cell_strings
 from ..outputs import check_output
-from ..prior import predict_columns
-from ..store import atomic_path
+from ..persistence import atomic_path
+from ..priors.protocol import predict_columns, scores_columns
 from .grid import cell_polygons, parse_bbox
 from .range_map import CHUNK_VALUES, CRS, map_date, map_grid, thresholds_for
 
@@ -155,13 +155,14 @@ def write_all_species(
         ]
     )
     rows = 0
+    scores = scores_columns(prior)
     with atomic_path(path) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd", store_schema=False) as writer:
             chunks = range(0, len(grid), step)
             for a in tqdm(chunks, disable=not progress, unit="chunk", desc="range maps"):
                 part = grid.take(slice(a, a + step))
                 probs = predict_columns(
-                    prior, part.lat, part.lon, when, np.arange(s), output="presence"
+                    prior, part.lat, part.lon, when, np.arange(s), output="presence", scores=scores
                 )
                 in_range = probs >= thresholds[None, :]
                 if in_range_only:  # species by species, cells in order

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from ..errors import ConfigError, PriorFileError
-from ..store import atomic_file
+from ..persistence import atomic_file, format_version_problem, json_header, write_json_header
 from .distributed import is_main_process, put_global, to_host
 
 if TYPE_CHECKING:
@@ -23,6 +23,9 @@ __all__ = ["CHECKPOINT", "CHECKPOINT_META", "save_checkpoint", "load_checkpoint"
 
 CHECKPOINT = "checkpoint.npz"
 CHECKPOINT_META = "checkpoint.json"
+#: The record of a checkpoint is a versioned header (older checkpoints' records have none;
+#: resuming reads only their ``step`` and ``header``).
+CHECKPOINT_FORMAT = "geoprior-checkpoint"
 
 
 def save_checkpoint(workdir: Path, state: TrainState, header: dict, losses: np.ndarray) -> None:
@@ -33,13 +36,13 @@ def save_checkpoint(workdir: Path, state: TrainState, header: dict, losses: np.n
     host = to_host(state)
     if not is_main_process():
         return
-    record = {"step": int(host.step), "header": header}
+    body = {"step": int(host.step), "header": header}
+    record = json_header(CHECKPOINT_FORMAT, 1, body)
     arrays = {f"leaf_{i:05d}": np.asarray(v) for i, v in enumerate(jax.tree_util.tree_leaves(host))}
     arrays.update(losses=losses, record=np.array(json.dumps(record)))
     with atomic_file(workdir / CHECKPOINT) as f:
         np.savez(f, **arrays)
-    with atomic_file(workdir / CHECKPOINT_META, "w") as f:
-        json.dump(record, f)
+    write_json_header(workdir / CHECKPOINT_META, CHECKPOINT_FORMAT, 1, body, indent=None)
 
 
 def _broken_checkpoint(file: Path, problem: str) -> PriorFileError:
@@ -67,6 +70,9 @@ def load_checkpoint(
         raise _broken_checkpoint(file, f"it is truncated or corrupt ({e})") from None
     if record is None:  # an older checkpoint: its record is the file beside it
         record = _legacy_record(workdir / CHECKPOINT_META, file)
+    problem = "format" in record and format_version_problem(record, 1)
+    if problem:
+        raise _broken_checkpoint(file, f"its record {problem}")
     if json.loads(json.dumps(header)) != record.get("header"):
         raise ConfigError(
             f"the checkpoint in {workdir} was written for other data or another config; "

@@ -29,6 +29,7 @@ from ..core.model import GeoNet
 from ..errors import ConfigError, EmptyDataError, OutputExistsError, TrainingDivergedError
 from ..maps.thresholds import compute_thresholds
 from ..observations import Observations
+from ..priors.header import PriorHeader
 from .backgrounds import Background, support_places
 from .batches import BlockPlan, MemoryRows, PermutationPlan, StoreRows, capped_rows
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
@@ -211,7 +212,7 @@ def _fit(
 ):
     """One training run of ``res.steps`` steps (fewer when ``monitor`` says stop); the
     prior without thresholds."""
-    from ..prior import GeoPrior  # the shell returns the prior object
+    from ..priors.geoprior import GeoPrior  # the shell returns the prior object
 
     in_memory = isinstance(data, Observations)
     use_cov = config.use_covariates and bool(data.covariate_names)
@@ -307,7 +308,8 @@ def _fit(
 
     # the record a checkpoint must match: the validation run (with its wall time) is
     # not part of it; a resumed run repeats it, deterministically, and gets the same steps
-    header = _run_header(config, res, data, use_cov)
+    run = _run_header(config, res, data, use_cov)
+    header = run.to_dict()
     start = 0
     if workdir is not None:
         workdir = Path(workdir)
@@ -392,11 +394,7 @@ def _fit(
     return GeoPrior(
         species=data.species,
         params=params,
-        header={
-            **header,
-            **({"validation": validation} if validation is not None else {}),
-            "training": timing,
-        },
+        header=dataclasses.replace(run, validation=validation, training=timing).to_dict(),
         cov_mean=cov_mean,
         cov_std=cov_std,
         loss_curve=losses,
@@ -405,23 +403,23 @@ def _fit(
     )
 
 
-def _run_header(config: TrainConfig, res: Resolved, obs, use_cov: bool) -> dict:
-    return {
-        "config": config.to_dict(),
-        "resolved": {
+def _run_header(config: TrainConfig, res: Resolved, obs, use_cov: bool) -> PriorHeader:
+    return PriorHeader(
+        config=config.to_dict(),
+        resolved={
             **{f.name: getattr(res, f.name) for f in dataclasses.fields(res) if f.name != "tables"},
             "bbox": list(res.bbox),
             "encoder": res.encoder.to_dict(),
         },
-        "n_species": obs.n_species,
-        "n_observations": len(obs),
-        "covariates": list(obs.covariate_names) if use_cov else [],
-        "extent": {
+        n_species=obs.n_species,
+        n_observations=len(obs),
+        covariates=list(obs.covariate_names) if use_cov else [],
+        extent={
             "bbox": list(res.bbox),
             "spacing_km": res.spacing_km,
             "extent_km": res.extent_km,
         },
-    }
+    )
 
 
 def _progress(total: int, start: int, enabled: bool):

@@ -1,4 +1,4 @@
-"""BirdNET's species-range "meta model" as a :class:`~geoprior.query.Prior`.
+"""BirdNET's species-range "meta model" as a :class:`~geoprior.priors.protocol.Prior`.
 
 BirdNET (Kahl et al.) ships, beside its sound classifier, a small model that maps
 ``[lat, lon, week]`` to the probability that each of its 6,522 classes occurs there that
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import ClassMismatchError, ConfigError, MissingDependencyError, PriorFileError
-from ...query import prepare_query
+from ...query import Query, prepare_query
 
 __all__ = ["BirdNETPrior", "birdnet_weeks"]
 
@@ -98,6 +98,9 @@ class BirdNETPrior:
         True
     """
 
+    #: BirdNET's answer is weekly: a dated query uses its week (range maps draw by month)
+    uses_date = True
+
     def __init__(
         self,
         model_path: str | os.PathLike | None = None,
@@ -152,7 +155,11 @@ class BirdNETPrior:
     def predict(self, lat, lon, date=None) -> np.ndarray:
         """``(n, 6522)`` float32 probabilities in [0, 1]; undated rows are year-round
         (BirdNET week -1), dated rows use :func:`birdnet_weeks`."""
-        lat, lon, dates = prepare_query(lat, lon, date)
+        return self.predict_query(prepare_query(lat, lon, date))
+
+    def predict_query(self, query: Query) -> np.ndarray:
+        """:meth:`predict` of an already valid :class:`~geoprior.query.Query`."""
+        lat, lon, dates = query
         x = np.stack([lat, lon, birdnet_weeks(dates)], axis=1).astype(np.float32)
         out = np.empty((x.shape[0], len(self.species)), dtype=np.float32)
         for a in range(0, x.shape[0], _BATCH):

@@ -1,6 +1,6 @@
 """Baseline priors: the simple things a learned prior has to beat.
 
-Every baseline follows the :class:`~geoprior.query.Prior` protocol (``.species`` and
+Every baseline follows the :class:`~geoprior.priors.protocol.Prior` protocol (``.species`` and
 ``.predict(lat, lon, date=None) -> (n, S)`` float32 probabilities) and answers
 "which species is observed here?": each row is a distribution over the species and sums
 to 1. Queries are validated with :func:`~geoprior.query.prepare_query` and processed in
@@ -13,7 +13,7 @@ chunks, so millions of points need only the memory of the ``(n, S)`` answer itse
 - :class:`NearestNeighborPrior` — a Gaussian kernel on great-circle distance with a
   cross-validated bandwidth, shrunk toward the global frequency.
 
-All save to a folder with ``.save(path)`` and load with :func:`geoprior.store.load_prior`;
+All save to a folder with ``.save(path)`` and load with :func:`geoprior.persistence.load_prior`;
 a reloaded prior predicts bit-identical values. See ``docs/baselines.md``.
 """
 

@@ -15,7 +15,7 @@ from ...errors import (
     SpeciesNameError,
 )
 from ...observations import Observations
-from ...store import field
+from ...persistence import field
 from ...validation import check_species_names
 
 #: Values per working array when predicting in chunks (about 16 MB of float64).

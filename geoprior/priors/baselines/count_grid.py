@@ -11,8 +11,8 @@ import numpy as np
 from ...errors import ClassMismatchError, ConfigError
 from ...geo import cell_neighbours, cell_parents, check_res, latlng_to_cells
 from ...observations import Observations
-from ...query import prepare_query
-from ...store import ArraySpec, Schema, field, register_kind, save_folder
+from ...persistence import ArraySpec, Schema, field, register_kind, save_folder
+from ...query import Query, prepare_query
 from .common import (
     NON_NEGATIVE,
     check_observations,
@@ -126,6 +126,11 @@ class CountGridPrior:
         return self._months is not None
 
     @property
+    def uses_date(self) -> bool:
+        """Whether a query's date changes the answer: fitted ``by_month``."""
+        return self.by_month
+
+    @property
     def n_cells(self) -> int:
         """Number of occupied cells at ``res``."""
         return int(self._cells.keys.size)
@@ -188,7 +193,11 @@ class CountGridPrior:
 
         ``date`` is used only when fitted ``by_month``; ``NaT``/``None`` rows are year-round.
         """
-        lat, lon, dates = prepare_query(lat, lon, date)
+        return self.predict_query(prepare_query(lat, lon, date))
+
+    def predict_query(self, query: Query) -> np.ndarray:
+        """:meth:`predict` of an already valid :class:`~geoprior.query.Query`."""
+        lat, lon, dates = query
         s = len(self.species)
         out = np.empty((lat.size, s), dtype=np.float32)
         month = months_of(dates) if self.by_month else np.full(lat.size, -1)
@@ -256,7 +265,7 @@ class CountGridPrior:
         return levels[::-1]
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = True):
-        """Save to folder ``path``; load with :func:`geoprior.store.load_prior`."""
+        """Save to folder ``path``; load with :func:`geoprior.persistence.load_prior`."""
         header = {
             **species_header(self.species),
             "res": self.res,

@@ -8,7 +8,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ...errors import PriorFileError
-from ...store import ArraySpec
+from ...persistence import ArraySpec
 
 __all__ = ["Counts", "counts_arrays", "counts_from", "counts_load", "counts_specs", "gather"]
 
@@ -62,7 +62,7 @@ def counts_load(prefix: str, arrays: dict, n_species: int) -> Counts:
 
 
 def counts_specs(prefix: str) -> dict[str, ArraySpec]:
-    """The saved arrays of a :class:`Counts` (see :class:`geoprior.store.Schema`)."""
+    """The saved arrays of a :class:`Counts` (see :class:`geoprior.persistence.Schema`)."""
     entries = f"{prefix} entries"
     return {
         f"{prefix}_keys": ArraySpec((None,), "i"),

@@ -9,8 +9,8 @@ import numpy as np
 
 from ...errors import ClassMismatchError
 from ...observations import Observations
-from ...query import prepare_query
-from ...store import ArraySpec, Schema, register_kind, save_folder
+from ...persistence import ArraySpec, Schema, register_kind, save_folder
+from ...query import Query, prepare_query
 from .common import (
     NON_NEGATIVE,
     check_observations,
@@ -38,6 +38,9 @@ class FrequencyPrior:
         array([[0.6, 0.4]], dtype=float32)
     """
 
+    #: the same answer at every date
+    uses_date = False
+
     def __init__(self, species: Sequence[str], counts, *, smoothing: float = 1.0):
         self._species = check_species(species)
         self.counts = np.asarray(counts, dtype=np.float64)
@@ -63,12 +66,15 @@ class FrequencyPrior:
 
     def predict(self, lat, lon, date=None) -> np.ndarray:
         """``(n, S)`` float32: the global frequencies on every row (queries are validated)."""
-        lat, _, _ = prepare_query(lat, lon, date)
-        out = np.empty((lat.size, len(self.species)), dtype=np.float32)
+        return self.predict_query(prepare_query(lat, lon, date))
+
+    def predict_query(self, query: Query) -> np.ndarray:
+        """:meth:`predict` of an already valid :class:`~geoprior.query.Query`."""
+        out = np.empty((query.lat.size, len(self.species)), dtype=np.float32)
         return fill_rows(out, self.frequencies.astype(np.float32))
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = True):
-        """Save to folder ``path``; load with :func:`geoprior.store.load_prior`."""
+        """Save to folder ``path``; load with :func:`geoprior.persistence.load_prior`."""
         header = {**species_header(self.species), "smoothing": self.smoothing}
         return save_folder(
             path, "FrequencyPrior", header, {"counts": self.counts}, overwrite=overwrite

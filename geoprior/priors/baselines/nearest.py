@@ -10,8 +10,8 @@ import numpy as np
 from ...errors import ClassMismatchError, ConfigError
 from ...geo import EARTH_RADIUS_KM, unit_xyz
 from ...observations import Observations
-from ...query import prepare_query
-from ...store import ArraySpec, Schema, field, register_kind, save_folder
+from ...persistence import ArraySpec, Schema, field, register_kind, save_folder
+from ...query import Query, prepare_query
 from .common import (
     NON_NEGATIVE,
     check_observations,
@@ -71,6 +71,9 @@ class NearestNeighborPrior:
         >>> prior.predict([44.0, -33.9], [-71.3, 18.4]).argmax(axis=1)
         array([0, 1])
     """
+
+    #: the same answer at every date
+    uses_date = False
 
     def __init__(
         self,
@@ -176,7 +179,11 @@ class NearestNeighborPrior:
 
     def predict(self, lat, lon, date=None) -> np.ndarray:
         """``(n, S)`` float32 ``p(species | place)``; rows sum to 1."""
-        lat, lon, _ = prepare_query(lat, lon, date)
+        return self.predict_query(prepare_query(lat, lon, date))
+
+    def predict_query(self, query: Query) -> np.ndarray:
+        """:meth:`predict` of an already valid :class:`~geoprior.query.Query`."""
+        lat, lon, _ = query
         out = np.empty((lat.size, len(self.species)), dtype=np.float32)
         step = self._chunk_rows()
         for a in range(0, lat.size, step):
@@ -242,7 +249,7 @@ class NearestNeighborPrior:
         return float(bandwidths[int(np.argmax(scores))])
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = True):
-        """Save to folder ``path``; load with :func:`geoprior.store.load_prior`."""
+        """Save to folder ``path``; load with :func:`geoprior.persistence.load_prior`."""
         header = {
             **species_header(self.species),
             "bandwidth_km": self.bandwidth_km,

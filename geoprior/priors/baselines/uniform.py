@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ...query import prepare_query
-from ...store import Schema, register_kind, save_folder
+from ...persistence import Schema, register_kind, save_folder
+from ...query import Query, prepare_query
 from .common import check_species, header_species, species_header
 
 __all__ = ["UniformPrior"]
@@ -22,6 +22,9 @@ class UniformPrior:
         array([[0.5, 0.5]], dtype=float32)
     """
 
+    #: the same answer at every date
+    uses_date = False
+
     def __init__(self, species: Sequence[str]):
         self._species = check_species(species)
 
@@ -34,12 +37,15 @@ class UniformPrior:
 
     def predict(self, lat, lon, date=None) -> np.ndarray:
         """``(n, S)`` float32, every value ``1/S`` (queries are still validated)."""
-        lat, _, _ = prepare_query(lat, lon, date)
+        return self.predict_query(prepare_query(lat, lon, date))
+
+    def predict_query(self, query: Query) -> np.ndarray:
+        """:meth:`predict` of an already valid :class:`~geoprior.query.Query`."""
         s = len(self.species)
-        return np.full((lat.size, s), 1.0 / s, dtype=np.float32)
+        return np.full((query.lat.size, s), 1.0 / s, dtype=np.float32)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = True):
-        """Save to folder ``path``; load with :func:`geoprior.store.load_prior`."""
+        """Save to folder ``path``; load with :func:`geoprior.persistence.load_prior`."""
         return save_folder(
             path, "UniformPrior", species_header(self.species), {}, overwrite=overwrite
         )

@@ -1,4 +1,13 @@
-"""Saving and loading priors: a JSON header plus ``.npz`` arrays, never pickle.
+"""Persistence: every file geoprior writes, written atomically under a versioned header;
+and saving and loading priors as a JSON header plus ``.npz`` arrays, never pickle.
+
+One temp-file-and-rename (:func:`atomic_path`, with :func:`atomic_file` and
+:func:`atomic_folder` on it) serves saved priors, column stores, fusion parameter files,
+checkpoints and map files. One header (:func:`json_header`: ``format``,
+``format_version``, ``geoprior_version``), written by :func:`write_json_header` and read by
+:func:`read_json_header` (its version check, :func:`format_version_problem`, also serves
+fusion parameters parsed from text and checkpoint records), serves prior headers,
+column-store manifests, fusion parameter files and checkpoint records.
 
 A saved prior is a folder::
 
@@ -43,6 +52,9 @@ __all__ = [
     "atomic_file",
     "atomic_folder",
     "atomic_path",
+    "json_header",
+    "read_json_header",
+    "write_json_header",
 ]
 
 #: 2: GeoPriors may hold two heads (loss ``joint``), an anchors table and support places;
@@ -342,8 +354,6 @@ def save_folder(
     (:func:`atomic_folder`), after :func:`geoprior.outputs.check_output` (an existing
     ``path`` is replaced only with ``overwrite`` and only if it is a saved prior; a missing
     parent folder is created)."""
-    from ._version import __version__
-
     path = Path(path)
     arrays = {k: np.asarray(v) for k, v in arrays.items()}
     objects = sorted(k for k, v in arrays.items() if v.dtype.hasobject)
@@ -355,18 +365,42 @@ def save_folder(
     if not path.parent.exists():
         path.parent.mkdir(parents=True)
     check_output(path, overwrite, marker=HEADER, kind="saved prior")
-    full = {
-        "format": "geoprior",
-        "format_version": FORMAT_VERSION,
-        "kind": kind,
-        "geoprior_version": __version__,
-        **header,
-    }
     with atomic_folder(path) as tmp:
-        with open(tmp / HEADER, "w", encoding="utf-8") as f:
-            json.dump(full, f, indent=2, sort_keys=False)
+        write_json_header(tmp / HEADER, "geoprior", FORMAT_VERSION, header, kind=kind)
         np.savez(tmp / ARRAYS, **arrays)
     return path
+
+
+def json_header(
+    fmt: str, format_version: int, body: Mapping, *, kind: str | None = None,
+    geoprior_version: bool = True,
+) -> dict:
+    """The versioned header of every geoprior file: ``format``, ``format_version``, the
+    ``kind`` of prior (saved priors only), the ``geoprior_version`` that wrote it (left out
+    of fusion parameter files, whose readers refuse fields they do not know), then ``body``.
+    :func:`read_json_header` reads it back.
+
+    >>> json_header("geoprior-columns", 1, {"n_rows": 3})["format_version"]
+    1
+    """
+    from ._version import __version__
+
+    head: dict = {"format": fmt, "format_version": format_version}
+    if kind is not None:
+        head["kind"] = kind
+    if geoprior_version:
+        head["geoprior_version"] = __version__
+    return {**head, **body}
+
+
+def write_json_header(
+    file: str | os.PathLike, fmt: str, format_version: int, body: Mapping, *,
+    kind: str | None = None, indent: int | None = 2,
+) -> Path:
+    """Write :func:`json_header` as UTF-8 JSON to ``file``, atomically (:func:`atomic_file`)."""
+    with atomic_file(file, "w") as f:
+        json.dump(json_header(fmt, format_version, body, kind=kind), f, indent=indent)
+    return Path(file)
 
 
 def read_json_header(file: Path, fmt: str, max_version: int, error: type[Exception]) -> dict:
@@ -455,7 +489,7 @@ def _import_kinds() -> None:
     """Import the modules that register loaders (they register on import)."""
     import importlib
 
-    for mod in ("geoprior.prior", "geoprior.priors.baselines"):
+    for mod in ("geoprior.priors",):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -15,12 +15,11 @@ host holds only the output; ``species_chunk`` also bounds the device to ``batch 
 values, and ``species=`` scores chosen columns (the same for every row, or each row's own)
 without the ``(n, S)`` product. A prior trained with dates answers undated queries with its
 year-round prior. Saved priors are a JSON header plus ``.npz`` arrays (see
-:mod:`geoprior.store`).
+:mod:`geoprior.persistence`).
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Callable, Sequence
 from functools import cached_property
@@ -33,16 +32,18 @@ import pandas as pd
 from flax import traverse_util
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .core.encoding import AnchorTable, EncoderSpec, encode_inputs, xyz
-from .core.losses import LOSSES
-from .core.model import GeoNet, ModelConfig
-from .errors import ClassMismatchError, ConfigError, NonFiniteError, UnknownSpeciesError
-from .geo import EARTH_RADIUS_KM
-from .observations import day_of_year
-from .query import Prior, prepare_query, species_indices
-from .store import ArraySpec, Schema, field, register_kind, save_folder
+from ..core.encoding import AnchorTable, EncoderSpec, encode_inputs, xyz
+from ..core.losses import LOSSES
+from ..core.model import GeoNet, ModelConfig
+from ..errors import ClassMismatchError, ConfigError, NonFiniteError, UnknownSpeciesError
+from ..geo import EARTH_RADIUS_KM
+from ..observations import day_of_year
+from ..persistence import ArraySpec, Schema, field, register_kind, save_folder
+from ..query import Query, prepare_query, species_indices
+from ..validation import check_positive_int
+from .protocol import ranking_frame
 
-__all__ = ["GeoPrior", "Prior", "predict_columns", "scores_columns", "top_k_frame"]
+__all__ = ["GeoPrior"]
 
 _KIND = "GeoPrior"
 #: Rows per device call.
@@ -104,14 +105,6 @@ def _padding(m: int, n: int, batch_size: int) -> int:
     return min(batch_size, -(-m // _ROW_STEP) * _ROW_STEP) - m
 
 
-def _positive(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(
-            f"{name} must be >= 1 (a positive integer), got {value!r} ({type(value).__name__})"
-        )
-    return int(value)
-
-
 class GeoPrior:
     """A trained location (and date) prior over species.
 
@@ -121,6 +114,10 @@ class GeoPrior:
         >>> prior = geoprior.load_prior("birds.prior")  # doctest: +SKIP
         >>> prior.top_k(44.06, -71.31, "2021-06-14", k=3)  # doctest: +SKIP
     """
+
+    #: ``predict(..., species=columns)`` computes only those columns (see
+    #: :class:`~geoprior.priors.protocol.ColumnScoring`).
+    scores_columns = True
 
     def __init__(
         self,
@@ -371,9 +368,29 @@ class GeoPrior:
         >>> prior.predict([44.06], [-71.31], species=["Setophaga virens"], output="presence")  # doctest: +SKIP
         array([[0.95]], dtype=float32)
         """
-        return self._score(
-            lat, lon, date, species, covariates, batch_size, species_chunk, False, output
+        return self.predict_query(
+            prepare_query(lat, lon, date),
+            species=species,
+            covariates=covariates,
+            batch_size=batch_size,
+            species_chunk=species_chunk,
+            output=output,
         )
+
+    def predict_query(
+        self,
+        query: Query,
+        *,
+        species=None,
+        covariates=None,
+        batch_size: int = _BATCH,
+        species_chunk: int | None = None,
+        output: str | None = None,
+    ) -> np.ndarray:
+        """:meth:`predict` of a :class:`~geoprior.query.Query` that is already valid (made
+        by :func:`~geoprior.query.prepare_query` or of places the caller made), taken as it
+        is; the other arguments as :meth:`predict` takes them."""
+        return self._score(query, species, covariates, batch_size, species_chunk, False, output)
 
     def log_prob(
         self,
@@ -393,35 +410,32 @@ class GeoPrior:
         >>> prior.log_prob([44.06], [-71.31]).max() <= 0  # doctest: +SKIP
         True
         """
-        return self._score(
-            lat, lon, date, species, covariates, batch_size, species_chunk, True, output
-        )
+        query = prepare_query(lat, lon, date)
+        return self._score(query, species, covariates, batch_size, species_chunk, True, output)
 
-    def _score(self, lat, lon, date, species, covariates, batch_size, species_chunk, log, output):
+    def _score(self, query, species, covariates, batch_size, species_chunk, log, output):
         n, k, blocks = self._blocks(
-            lat, lon, date, species, covariates, batch_size, species_chunk, log, output
+            query, species, covariates, batch_size, species_chunk, log, output
         )
         out = np.empty((n, k), np.float32)
         for rows, m, a, w, block in blocks:
             out[rows, a : a + w] = np.asarray(block)[:m, :w]
         return out
 
-    def _blocks(
-        self, lat, lon, date, species, covariates, batch_size, species_chunk, log, output=None
-    ):
-        """Validate a query and return ``(n, k, blocks)``: ``n`` places, ``k`` columns, and an
+    def _blocks(self, query, species, covariates, batch_size, species_chunk, log, output=None):
+        """Check the options of a valid ``query`` and return ``(n, k, blocks)``: ``n`` places, ``k`` columns, and an
         iterator of the result on the device, a block at a time, as ``(rows, m, a, w,
         block)``: the first ``m`` rows and ``w`` columns of ``block`` are rows ``rows`` and
         columns ``a:a + w`` of the ``(n, k)`` result (with ``species_chunk=None`` each block
         holds every column)."""
         output = self._output(output)
-        lat, lon, dates = prepare_query(lat, lon, date)
+        lat, lon, dates = query
         n = lat.size
         cov = self._check_covariates(covariates, n)
         cols = self._species_columns(species, n)
-        bs = _positive("batch_size", batch_size)
+        bs = check_positive_int("batch_size", batch_size)
         k = self.n_species if cols is None else cols.shape[-1]
-        chunk = k if species_chunk is None else min(k, _positive("species_chunk", species_chunk))
+        chunk = k if species_chunk is None else min(k, check_positive_int("species_chunk", species_chunk))
         if n == 0 or k == 0:
             return n, k, iter(())
         every = np.arange(self.n_species, dtype=np.int32)
@@ -576,21 +590,21 @@ class GeoPrior:
            row  rank          species      prob
         0    0     1  Setophaga virens  0.83...
         """
-        k = _positive("k", k)
+        k = check_positive_int("k", k)
         names = self.species
         if species is not None:
             cols = species_indices(species, names)
             names = tuple(names[i] for i in cols)
             species = cols
         n, width, blocks = self._blocks(
-            lat, lon, date, species, covariates, batch_size, None, False, output
+            prepare_query(lat, lon, date), species, covariates, batch_size, None, False, output
         )
         k = min(k, width)
         probs, top = np.empty((n, k), np.float32), np.empty((n, k), np.int32)
         for rows, m, _, _, block in blocks:
             p, i = _device_top_k(block, k)
             probs[rows], top[rows] = np.asarray(p)[:m], np.asarray(i)[:m]
-        return _ranking_frame(probs, top, names)
+        return ranking_frame(probs, top, names)
 
     # --------------------------------------------------------------- save / load
     def save(self, path: str | os.PathLike, *, overwrite: bool = True):
@@ -625,68 +639,9 @@ def _averaged(fn, in_axes, k: int):
     return combined
 
 
-def scores_columns(prior) -> bool:
-    """Whether ``prior.predict`` takes ``species=`` and computes only those columns (as a
-    :class:`GeoPrior` does), so callers can size their chunks by the columns they ask for.
-
-    >>> scores_columns(UniformPrior(["a", "b"]))  # doctest: +SKIP
-    False
-    """
-    return "species" in inspect.signature(prior.predict).parameters
-
-
-def predict_columns(
-    prior, lat, lon, date, columns, *, covariates=None, output: str | None = None
-) -> np.ndarray:
-    """Probabilities of chosen columns of any :class:`Prior`, float32.
-
-    ``columns`` are int indices into ``prior.species``: ``(k,)`` the same for every row
-    (returns ``(n, k)``) or ``(n, k)`` each row's own. A prior whose ``predict`` takes
-    ``species=`` (a :class:`GeoPrior`) scores only those columns; any other predicts every
-    species and keeps them. ``output`` is asked of a prior that has it (range maps and
-    thresholds ask for ``"presence"``); other priors answer with their one output.
-
-    >>> predict_columns(prior, [44.0], [-71.3], None, np.array([0, 2])).shape  # doctest: +SKIP
-    (1, 2)
-    """
-    cols = np.asarray(columns)
-    extra = {} if covariates is None else {"covariates": covariates}
-    if output is not None and output in getattr(prior, "outputs", ()):
-        extra["output"] = output
-    if scores_columns(prior):
-        return np.asarray(prior.predict(lat, lon, date, species=cols, **extra), np.float32)
-    probs = np.asarray(prior.predict(lat, lon, date, **extra), np.float32)
-    return probs[:, cols] if cols.ndim == 1 else np.take_along_axis(probs, cols, 1)
-
-
-def top_k_frame(probs: np.ndarray, names: Sequence[str], k: int) -> pd.DataFrame:
-    """Long DataFrame ``row, rank, species, prob`` of the top ``k`` columns of each row
-    (ties keep the column order).
-
-    >>> top_k_frame(np.array([[0.2, 0.5]]), ["a", "b"], 1)["species"].tolist()
-    ['b']
-    """
-    k = min(_positive("k", k), probs.shape[1])
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return _ranking_frame(np.take_along_axis(probs, top, 1), top, names)
-
-
 #: The ``k`` largest values of each row and their columns, on the device (ties: lower
 #: column first, as a stable sort).
 _device_top_k = jax.jit(jax.lax.top_k, static_argnums=1)
-
-
-def _ranking_frame(probs: np.ndarray, top: np.ndarray, names: Sequence[str]) -> pd.DataFrame:
-    """The long frame of ``(n, k)`` ranked probabilities and their column indices."""
-    n, k = top.shape
-    return pd.DataFrame(
-        {
-            "row": np.repeat(np.arange(n), k),
-            "rank": np.tile(np.arange(1, k + 1), n),
-            "species": np.asarray(names, dtype=object)[top.ravel()],
-            "prob": probs.ravel(),
-        }
-    )
 
 
 def _saved_arrays(header: dict) -> dict[str, ArraySpec]:
