@@ -129,3 +129,38 @@ def test_member_gradients_do_not_depend_on_the_other_members_weights(seed, scale
         jax.tree_util.tree_leaves(_member(grad(other), 0)),
     ):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    spread=st.floats(0.25, 8.0),
+    members=st.integers(2, 4),
+    step=st.integers(0, 40),
+    seed=st.integers(0, 2**16),
+)
+def test_each_member_learns_at_its_own_rate(spread, members, step, seed):
+    """With ``lr_spread`` member k's AdamW update is ``spread ** (k / (members - 1))``
+    times what it would be at the base rate (weight decay included), at every step of the
+    schedule; with one member, or spread 1, the optimiser is plain AdamW."""
+    from geoprior.train.step import make_optimizer
+
+    rng = np.random.default_rng(seed)
+    one = {"w": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)}
+    grad = {"w": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)}
+    stack = lambda t: jax.tree_util.tree_map(lambda x: jnp.stack([x] * members), t)  # noqa: E731
+    base = make_optimizer(1e-3, 1e-4, 0.05, 50)
+    spread_tx = make_optimizer(1e-3, 1e-4, 0.05, 50, members, spread)
+    s_base, s_spread = base.init(one), spread_tx.init(stack(one))
+    for _ in range(step + 1):  # reach the same point of the schedule
+        u_base, s_base = base.update(grad, s_base, one)
+        u_spread, s_spread = spread_tx.update(stack(grad), s_spread, stack(one))
+    for k in range(members):
+        np.testing.assert_allclose(
+            u_spread["w"][k], u_base["w"] * spread ** (k / (members - 1)), rtol=2e-5, atol=1e-9
+        )
+    structure = jax.tree_util.tree_structure
+    for plain in (
+        make_optimizer(1e-3, 1e-4, 0.05, 50, 1, spread),
+        make_optimizer(1e-3, 1e-4, 0.05, 50, members, 1.0),
+    ):
+        assert structure(plain.init(one)) == structure(base.init(one))

@@ -86,6 +86,11 @@ class TrainConfig:
             input features are computed once for all of them); the prior averages their
             probabilities. Two (default) remove part of the seed-to-seed variance at
             less than twice the cost (measured in docs/model.md); 1 is a single network.
+        lr_spread: the members' learning rates run from ``learning_rate`` to
+            ``learning_rate * lr_spread`` (log-spaced): one member fits smoothly, one
+            sharply, and their mean hedges between answering at new places (where the
+            smooth fit is better) and at surveyed ones (where the sharp fit is). Default
+            3 (measured in docs/model.md); 1: every member at ``learning_rate``.
     """
 
     loss: str = "joint"
@@ -114,6 +119,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     model_parallel: int = 1
     members: int = 2
+    lr_spread: float = 3.0
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -141,7 +147,7 @@ class TrainConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not (isinstance(v, int) and v >= 1):
                 raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
-        for name in ("epochs", "learning_rate"):
+        for name in ("epochs", "learning_rate", "lr_spread"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
         if isinstance(self.model, dict):

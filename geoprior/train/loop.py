@@ -238,7 +238,12 @@ def _fit(
         "target" if use_cov else res.background, res.bbox, place_lat, place_lon, res.far_km
     )
     tx = make_optimizer(
-        config.learning_rate, config.weight_decay, config.warmup_fraction, res.steps
+        config.learning_rate,
+        config.weight_decay,
+        config.warmup_fraction,
+        res.steps,
+        config.members,
+        config.lr_spread,
     )
     init_key, key = jax.random.split(jax.random.key(config.seed))
     in_dim = (

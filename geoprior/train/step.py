@@ -45,10 +45,18 @@ class TrainState(NamedTuple):
 
 
 def make_optimizer(
-    learning_rate: float, weight_decay: float, warmup_fraction: float, steps: int
+    learning_rate: float,
+    weight_decay: float,
+    warmup_fraction: float,
+    steps: int,
+    members: int = 1,
+    lr_spread: float = 1.0,
 ) -> optax.GradientTransformation:
     """AdamW with a linear warm-up over ``warmup_fraction`` of the steps, then a cosine
-    decay to 1% of ``learning_rate`` at ``steps``."""
+    decay to 1% of ``learning_rate`` at ``steps``. With ``members`` > 1 (weights with a
+    leading member axis) member ``k`` learns at ``learning_rate * lr_spread ** (k / (members
+    - 1))``: AdamW's update (weight decay included) is proportional to the learning rate,
+    so scaling a member's update is exactly its own learning rate."""
     schedule = optax.warmup_cosine_decay_schedule(
         0.0,
         learning_rate,
@@ -56,7 +64,18 @@ def make_optimizer(
         steps,
         end_value=learning_rate * 0.01,
     )
-    return optax.adamw(schedule, weight_decay=weight_decay)
+    adamw = optax.adamw(schedule, weight_decay=weight_decay)
+    if members == 1 or lr_spread == 1.0:
+        return adamw
+    scale = jnp.asarray(lr_spread, jnp.float32) ** (jnp.arange(members) / (members - 1))
+
+    def per_member(updates, params=None):
+        return jax.tree_util.tree_map(
+            lambda u: u * scale.reshape((members,) + (1,) * (u.ndim - 1)).astype(u.dtype),
+            updates,
+        )
+
+    return optax.chain(adamw, optax.stateless(per_member))
 
 
 def make_features(encoder: EncoderSpec, tables, scale_dropout: float = 0.0) -> Callable:
