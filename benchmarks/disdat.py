@@ -275,4 +275,8 @@ def run(data: Path, quick: bool, img: Path) -> Section:
         o = {m: means["auc"][reg][m] for m in ours}
         t = {m: means["auc"][reg][m] for m in others}
         section.summary.append(compare(f"disdat {reg} AUC", o, t))
+    for reg in regions:
+        o = {m: means["ap"][reg][m] for m in ours}
+        t = {m: means["ap"][reg][m] for m in others}
+        section.summary.append(compare(f"disdat {reg} AP", o, t))
     return section
