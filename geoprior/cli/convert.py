@@ -2,32 +2,33 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from ..outputs import check_output
-from .options import Command, encoding_option
+from .options import (
+    Command,
+    encoding_option,
+    on_invalid_option,
+    output_option,
+    overwrite_option,
+    quiet_option,
+)
 
 
 @click.command(cls=Command)
 @click.argument("sources", nargs=-1, required=True)
-@click.option(
-    "-o", "--output", required=True, type=click.Path(path_type=Path), help="Folder to write."
-)
+@output_option("Folder to write.")
 @click.option(
     "--covariate", "covariates", multiple=True, help="A covariate column to keep (repeatable)."
 )
-@click.option(
-    "--on-invalid", type=click.Choice(["raise", "drop"]), default="raise", show_default=True
-)
+@on_invalid_option
 @click.option(
     "--chunk-rows", default=500_000, show_default=True, help="Rows read and shuffled at a time."
 )
 @click.option("--seed", default=0, show_default=True, help="Seed of the one-time shuffle.")
 @encoding_option
-@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@overwrite_option
+@quiet_option
 def convert(sources, output, covariates, on_invalid, chunk_rows, seed, encoding, overwrite, quiet):
     """Convert SOURCES (files or folders: Parquet, CSV, GBIF, eBird, ...) once into shuffled
     memory-mapped columns that `geoprior train` streams, for data larger than memory."""

@@ -1,6 +1,7 @@
 """What the commands share: the error handling of the group and of each command, the
-``--encoding`` option, reading observations (a file, a column store or an embedded sample),
-``--set key=value`` pairs and the ``--threshold`` of range maps."""
+options and arguments several commands take (``PRIOR``, ``-o/--output``, ``--on-invalid``,
+``--encoding``, ``--overwrite``, ``--quiet``), reading observations (a file, a column store or
+an embedded sample), ``--set key=value`` pairs and the ``--threshold`` of range maps."""
 
 from __future__ import annotations
 
@@ -20,7 +21,12 @@ __all__ = [
     "Group",
     "encoding_option",
     "load_observations",
+    "on_invalid_option",
+    "output_option",
+    "overwrite_option",
     "parse_set",
+    "prior_argument",
+    "quiet_option",
     "threshold_option",
 ]
 
@@ -115,6 +121,20 @@ encoding_option = click.option(
     "Darwin Core Archive's meta.xml gives its own).",
 )
 
+prior_argument = click.argument("prior", type=click.Path(exists=True, path_type=Path))
+
+on_invalid_option = click.option(
+    "--on-invalid", type=click.Choice(["raise", "drop"]), default="raise", show_default=True
+)
+
+overwrite_option = click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
+
+quiet_option = click.option("--quiet", is_flag=True, help="No progress bar.")
+
+
+def output_option(what: str):
+    """The required ``-o/--output`` path; ``what`` is its help text (what the command writes)."""
+    return click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help=what)
 
 
 def load_observations(

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from .options import Command
+from .options import Command, prior_argument
 
 
 @click.command(cls=Command)
-@click.argument("prior", type=click.Path(exists=True, path_type=Path))
+@prior_argument
 @click.option("--lat", type=float, required=True, help="Latitude, degrees.")
 @click.option("--lon", type=float, required=True, help="Longitude, degrees.")
 @click.option("--date", default=None, help="YYYY-MM-DD (omit for a year-round prior).")

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from ..outputs import check_output
-from .options import Command, encoding_option, load_observations, threshold_option
+from .options import (
+    Command,
+    encoding_option,
+    load_observations,
+    output_option,
+    overwrite_option,
+    prior_argument,
+    quiet_option,
+    threshold_option,
+)
 
 
 @click.command("range-map", cls=Command)
-@click.argument("prior", type=click.Path(exists=True, path_type=Path))
+@prior_argument
 @click.argument("species", nargs=-1)
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="OUT.geojson, .gpkg, .parquet, .csv or .png.",
-)
+@output_option("OUT.geojson, .gpkg, .parquet, .csv or .png.")
 @click.option("--res", default=4, show_default=True, help="H3 resolution (global up to 5).")
 @click.option(
     "--month", type=click.IntRange(1, 12), default=None, help="Map the 15th of this month."
@@ -57,8 +58,8 @@ from .options import Command, encoding_option, load_observations, threshold_opti
     is_flag=True,
     help="Every species of PRIOR to one GeoParquet (streamed in chunks; in-range cells).",
 )
-@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@overwrite_option
+@quiet_option
 def range_map(
     prior,
     species,

@@ -8,11 +8,11 @@ import click
 
 from ..errors import ClassMismatchError
 from ..outputs import check_output
-from .options import Command, encoding_option
+from .options import Command, encoding_option, output_option, overwrite_option, prior_argument
 
 
 @click.command(cls=Command)
-@click.argument("prior", type=click.Path(exists=True, path_type=Path))
+@prior_argument
 @click.argument("logits", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--classes",
@@ -26,7 +26,7 @@ from .options import Command, encoding_option
     type=click.Path(exists=True, path_type=Path),
     help="CSV with latitude, longitude (and date) per logits row; empty = no location.",
 )
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output CSV.")
+@output_option("Output CSV.")
 @click.option("-k", "k", default=5, show_default=True, help="Predictions kept per row.")
 @click.option(
     "--mode",
@@ -52,7 +52,7 @@ from .options import Command, encoding_option
     help="Classes the prior does not know: fail, or give them a neutral prior.",
 )
 @encoding_option
-@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
+@overwrite_option
 def rerank(
     prior,
     logits,

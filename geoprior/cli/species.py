@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from .options import Command
+from .options import Command, prior_argument
 
 
 @click.command(cls=Command)
-@click.argument("prior", type=click.Path(exists=True, path_type=Path))
+@prior_argument
 @click.option("--match", default=None, help="Only names containing this text (case-insensitive).")
 def species(prior, match):
     """List the species a prior knows; with --match, those whose name contains TEXT (none is

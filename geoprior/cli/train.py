@@ -9,18 +9,21 @@ import click
 
 from ..errors import ConfigError, OutputExistsError, PathError
 from ..outputs import check_output
-from .options import Command, encoding_option, load_observations, parse_set
+from .options import (
+    Command,
+    encoding_option,
+    load_observations,
+    on_invalid_option,
+    output_option,
+    overwrite_option,
+    parse_set,
+    quiet_option,
+)
 
 
 @click.command(cls=Command)
 @click.argument("observations")
-@click.option(
-    "-o",
-    "--output",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Folder to save the prior in.",
-)
+@output_option("Folder to save the prior in.")
 @click.option(
     "--config",
     "config_file",
@@ -41,16 +44,14 @@ from .options import Command, encoding_option, load_observations, parse_set
     show_default=True,
     help="Input format (see docs/data-formats.md).",
 )
-@click.option(
-    "--on-invalid", type=click.Choice(["raise", "drop"]), default="raise", show_default=True
-)
+@on_invalid_option
 @encoding_option
 @click.option(
     "--workdir", type=click.Path(path_type=Path), help="Checkpoint folder (default: OUTPUT.work)."
 )
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing OUTPUT.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@overwrite_option
+@quiet_option
 @click.option(
     "--distributed",
     is_flag=True,

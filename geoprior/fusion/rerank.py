@@ -130,8 +130,17 @@ def rerank(
             :func:`fuse`).
 
     Example:
-        >>> r = rerank(logits, classes, prior, lat, lon, "2021-06-14")  # doctest: +SKIP
-        >>> r.to_frame()[r.changed]  # doctest: +SKIP
+        >>> import geoprior
+        >>> obs = geoprior.Observations.from_arrays(
+        ...     [44.0, 44.1, 30.0], [-71.3, -71.2, -90.0],
+        ...     ["Setophaga virens", "Setophaga virens", "Zenaida macroura"])
+        >>> prior = geoprior.FrequencyPrior.fit(obs)
+        >>> classes = ["Setophaga virens", "Zenaida macroura"]
+        >>> r = rerank([[1.9, 2.0]], classes, prior, [44.06], [-71.31], "2021-06-14", k=2)
+        >>> classes[r.classifier_index[0, 0]], classes[r.top_index[0, 0]]  # a near tie overturned
+        ('Zenaida macroura', 'Setophaga virens')
+        >>> r.changed.tolist()
+        [True]
     """
     logits = np.atleast_2d(check_logits(np.asarray(logits)))
     n, S = logits.shape

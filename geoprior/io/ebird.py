@@ -53,9 +53,17 @@ def read_ebird(
             EBD columns (e.g. ``site="OBSERVER ID"``).
 
     Example:
-        >>> obs = read_ebird("ebd_US-NH_202101_202112_relJan-2022.txt")  # doctest: +SKIP
-        >>> obs.report.removed  # doctest: +SKIP
-        {"CATEGORY 'slash'": 3, "CATEGORY 'spuh'": 9}
+        >>> import pandas as pd
+        >>> ebd = pd.DataFrame({"LATITUDE": [44.0, 44.1, 44.2], "LONGITUDE": [-71.3] * 3,
+        ...                     "SCIENTIFIC NAME": ["Setophaga virens", "Setophaga sp.",
+        ...                                         "Empidonax sp."],
+        ...                     "OBSERVATION DATE": ["2021-06-14"] * 3,
+        ...                     "CATEGORY": ["species", "spuh", "spuh"]})
+        >>> obs = read_ebird(ebd)  # or a path: "ebd_US-NH_202101_202112_relJan-2022.txt"
+        >>> obs
+        Observations(1 rows, 1 species, 1 dated)
+        >>> obs.report.removed
+        {"CATEGORY 'spuh'": 2}
     """
     plan = ebird_plan(
         source, encoding=encoding, chunksize=chunksize, categories=categories, **column_mapping
@@ -82,7 +90,11 @@ def ebird_plan(
             ``CATEGORY`` column to filter on.
 
     Example:
-        >>> ebird_plan("ebd_US-NH_202101_202112_relJan-2022.txt").select  # doctest: +SKIP
+        >>> import pandas as pd
+        >>> ebd = pd.DataFrame({"LATITUDE": [44.0], "LONGITUDE": [-71.3],
+        ...                     "SCIENTIFIC NAME": ["Setophaga virens"],
+        ...                     "OBSERVATION DATE": ["2021-06-14"], "CATEGORY": ["species"]})
+        >>> ebird_plan(ebd).select
         ('CATEGORY', ('species',))
     """
     if categories is not None:

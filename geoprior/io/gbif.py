@@ -72,7 +72,11 @@ def gbif_plan(
     ``column_mapping`` names others, with empty species filled from ``scientificName``.
 
     Example:
-        >>> gbif_plan("0012345-240101000000000.csv").extra  # doctest: +SKIP
+        >>> df = pd.DataFrame({"decimalLatitude": [44.0], "decimalLongitude": [-71.3],
+        ...                    "species": ["Setophaga virens"],
+        ...                    "scientificName": ["Setophaga virens (Gmelin, 1789)"],
+        ...                    "eventDate": ["2021-06-14"]})
+        >>> gbif_plan(df).extra  # or a path: "0012345-240101000000000.csv"
         ('scientificName',)
     """
     table = open_table(source, encoding=encoding, chunksize=chunksize, quoting=None)

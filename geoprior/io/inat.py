@@ -77,7 +77,10 @@ def inat_csv_plan(
     columns, unless ``column_mapping`` names others.
 
     Example:
-        >>> inat_csv_plan("observations-123456.csv").cols.date  # doctest: +SKIP
+        >>> df = pd.DataFrame({"latitude": [44.0], "longitude": [-71.3],
+        ...                    "scientific_name": ["Setophaga virens"],
+        ...                    "observed_on": ["2021-06-14"]})
+        >>> inat_csv_plan(df).cols.date  # or a path: "observations-123456.csv"
         'observed_on'
     """
     table = open_table(source, encoding=encoding, chunksize=chunksize)

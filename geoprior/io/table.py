@@ -992,9 +992,12 @@ def table_plan(
         FormatError: columns that cannot be found or guessed.
 
     Example:
-        >>> plan = table_plan("sightings.csv", date="when")  # doctest: +SKIP
-        >>> plan.cols.date  # doctest: +SKIP
-        'when'
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"Latitude": [44.0], "Longitude": [-71.3],
+        ...                    "taxon": ["Setophaga virens"], "when": ["2021-06-14"]})
+        >>> plan = table_plan(df, date="when")
+        >>> plan.cols.lat, plan.cols.date
+        ('Latitude', 'when')
     """
     table = open_table(source, encoding=encoding, chunksize=chunksize, sep=sep)
     defaults = {}

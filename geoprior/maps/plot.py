@@ -115,9 +115,11 @@ def plot_range_map(
             the size and dpi are the figure's own (``figsize`` is then an error).
         colorbar_label: what the colours are, e.g. the name of the prior's score.
 
-    >>> fig = plot_range_map(range_map(prior, "Setophaga virens"))  # doctest: +SKIP
+    >>> import geoprior
+    >>> import matplotlib.pyplot as plt  # doctest: +SKIP
+    >>> fig = plot_range_map(geoprior.range_map(prior, "Setophaga virens"))  # doctest: +SKIP
     >>> fig, axes = plt.subplots(1, 2)  # doctest: +SKIP
-    >>> plot_range_map(range_map(prior, "Setophaga virens", month=6), ax=axes[0])  # doctest: +SKIP
+    >>> plot_range_map(geoprior.range_map(prior, "Setophaga virens", month=6), ax=axes[0])  # doctest: +SKIP
     """
     plt = _pyplot()
     from matplotlib.colors import PowerNorm

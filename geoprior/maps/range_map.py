@@ -253,7 +253,15 @@ def range_map(
         ``thresholds``.
 
     Example:
-        >>> frame = range_map(prior, "Setophaga virens", month=6)  # doctest: +SKIP
+        >>> import geoprior
+        >>> prior = geoprior.UniformPrior(["Setophaga virens", "Zenaida macroura"])
+        >>> frame = range_map(prior, "Setophaga virens", res=2, month=6, threshold=0.4,
+        ...                   bbox=(-75, 40, -70, 45))
+        >>> frame[["h3_cell", "species", "prob", "in_range"]]
+                   h3_cell           species  prob  in_range
+        0  822a17fffffffff  Setophaga virens   0.5      True
+        1  822a37fffffffff  Setophaga virens   0.5      True
+        2  822b8ffffffffff  Setophaga virens   0.5      True
         >>> frame[frame.in_range].to_file("virens_june.gpkg")  # doctest: +SKIP
     """
     names = _species_list(species)
@@ -284,7 +292,11 @@ def monthly_range_maps(
     The grid, polygons and thresholds are computed once; the thresholds are the same for
     every month. For priors that ignore dates every month is the same map.
 
-    >>> monthly_range_maps(prior, "Setophaga virens").month.unique()  # doctest: +SKIP
+    >>> import geoprior
+    >>> prior = geoprior.UniformPrior(["Setophaga virens", "Zenaida macroura"])
+    >>> frames = monthly_range_maps(prior, "Setophaga virens", res=2, threshold=0.4,
+    ...                             bbox=(-75, 40, -70, 45))
+    >>> frames.month.unique()
     array([ 1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12])
     """
     names = _species_list(species)

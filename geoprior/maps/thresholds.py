@@ -71,8 +71,15 @@ def compute_thresholds(
         species without presences.
 
     Example:
-        >>> t = compute_thresholds(prior, obs, "lpt", 5.0)  # doctest: +SKIP
-        >>> prior.thresholds = t  # stored by prior.save()  # doctest: +SKIP
+        >>> import geoprior
+        >>> obs = geoprior.Observations.from_arrays(
+        ...     [44.0, 44.1, 30.0], [-71.3, -71.2, -90.0],
+        ...     ["Setophaga virens", "Setophaga virens", "Zenaida macroura"])
+        >>> prior = geoprior.FrequencyPrior.fit(obs)
+        >>> t = compute_thresholds(prior, obs, "lpt", 5.0)
+        >>> t
+        array([0.6, 0.4], dtype=float32)
+        >>> prior.thresholds = t  # a GeoPrior keeps them: stored by prior.save()  # doctest: +SKIP
     """
     if not isinstance(observations, Observations):
         raise ConfigError(

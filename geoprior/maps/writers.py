@@ -56,7 +56,8 @@ def write_range_map(
         PathError: ``path`` is a folder, or its folder does not exist or is not writable.
         ConfigError: an unknown extension.
 
-    >>> write_range_map(range_map(prior, "Setophaga virens"), "virens.gpkg")  # doctest: +SKIP
+    >>> import geoprior
+    >>> write_range_map(geoprior.range_map(prior, "Setophaga virens"), "virens.gpkg")  # doctest: +SKIP
     """
     path = _check_path(path, overwrite)
     suffix = path.suffix.lower()

@@ -111,6 +111,7 @@ class GeoPrior:
     Build one with :func:`geoprior.train_prior` or :func:`geoprior.load_prior`.
 
     Example:
+        >>> import geoprior
         >>> prior = geoprior.load_prior("birds.prior")  # doctest: +SKIP
         >>> prior.top_k(44.06, -71.31, "2021-06-14", k=3)  # doctest: +SKIP
     """

@@ -139,8 +139,10 @@ def predict_columns(
     asked. ``output`` is asked of a prior that has it (range maps and thresholds ask for
     ``"presence"``); other priors answer with their one output.
 
-    >>> predict_columns(prior, [44.0], [-71.3], None, np.array([0, 2])).shape  # doctest: +SKIP
-    (1, 2)
+    >>> import geoprior
+    >>> prior = geoprior.UniformPrior(["Setophaga virens", "Turdus migratorius", "Zenaida macroura"])
+    >>> predict_columns(prior, [44.0], [-71.3], None, np.array([0, 2]))
+    array([[0.33333334, 0.33333334]], dtype=float32)
     """
     cols = np.asarray(columns)
     extra = {} if covariates is None else {"covariates": covariates}
