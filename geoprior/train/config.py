@@ -29,6 +29,7 @@ __all__ = ["TrainConfig", "Resolved", "resolve_config", "data_places"]
 BACKGROUNDS = ("auto", "target", "uniform", "land", "extent", "far", "target+extent", "target+far")
 PLACE_SAMPLE = 200_000  # rows of a ColumnStore whose places set the encoder scales and extent
 VALIDATIONS = ("auto", "places", "blocks", "none")
+VALIDATION_SCORES = ("auto", "ranking", "loss")
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class TrainConfig:
     n_features: int = 256
     scale_dropout: float = 0.5
     validation: str = "auto"
+    validation_score: str = "auto"
     eval_every: int = 50
     patience: int = 4
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -135,6 +137,11 @@ class TrainConfig:
             raise ConfigError(f"date_dropout must be in [0, 1), got {self.date_dropout}")
         if not 0 <= self.scale_dropout < 1:
             raise ConfigError(f"scale_dropout must be in [0, 1), got {self.scale_dropout}")
+        if self.validation_score not in VALIDATION_SCORES:
+            raise ConfigError(
+                f"validation_score must be one of {VALIDATION_SCORES}, got "
+                f"{self.validation_score!r}"
+            )
         if self.validation not in VALIDATIONS:
             raise ConfigError(f"validation must be one of {VALIDATIONS}, got {self.validation!r}")
         for name in ("eval_every", "patience"):

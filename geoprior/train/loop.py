@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -47,12 +48,13 @@ from .step import (
     init_state,
     is_head,
     make_features,
+    make_log_presence,
     make_loss_fn,
     make_optimizer,
     make_train_step,
     state_shardings,
 )
-from .validate import Monitor, choose_steps, validates
+from .validate import AVERAGED_SHARE, Monitor, choose_steps, ranking_losses, validates
 
 if TYPE_CHECKING:
     from ..columnstore import ColumnStore
@@ -252,9 +254,10 @@ def _fit(
         + (len(data.covariate_names) if use_cov else 0)
     )
     batch = res.batch_size
+    features = make_features(res.encoder, enc_tables, config.scale_dropout)
     loss_fn = make_loss_fn(
         model,
-        make_features(res.encoder, enc_tables, config.scale_dropout),
+        features,
         bg,
         loss=config.loss,
         n_species=n_species,
@@ -309,7 +312,13 @@ def _fit(
                 )
             val_batches.append(put_batch(b, batch_sharding, batch))
         eval_key = jax.random.fold_in(key, 2**31 - 1)  # no training step uses it
-        eval_loss = jax.jit(lambda p, b, t: loss_fn(p, b, t, eval_key, train=False))
+        if monitor.score == "ranking":
+            val_labels = monitor.obs.species_index
+            val_cols = jnp.asarray(np.unique(val_labels))
+            log_presence = make_log_presence(model, features, members)
+            eval_loss = jax.jit(lambda p, b, t: log_presence(p, b, val_cols))
+        else:
+            eval_loss = jax.jit(lambda p, b, t: loss_fn(p, b, t, eval_key, train=False))
 
     # the record a checkpoint must match: the validation run (with its wall time) is
     # not part of it; a resumed run repeats it, deterministically, and gets the same steps
@@ -341,8 +350,20 @@ def _fit(
     t0, seen = time.perf_counter(), 0
     t_first = None  # wall time after the first step (which includes compilation)
     recent = []
+    averaged = None  # ranking validation scores the running average of the weights
+    if monitor is not None and monitor.score == "ranking":
+        horizon = max(monitor.every, AVERAGED_SHARE * res.steps)
+        average = jax.jit(
+            lambda a, p, w: jax.tree_util.tree_map(lambda x, y: x + (y - x) * w, a, p)
+        )
     for step in range(start, res.steps):
         state, loss = train_step(state, host_batch(step), tables)
+        if monitor is not None and monitor.score == "ranking":
+            if averaged is None:
+                averaged = jax.tree_util.tree_map(jnp.copy, state.params)
+            else:
+                w = np.float32(max(1.0 / horizon, 1.0 / (step + 1 - start)))
+                averaged = average(averaged, state.params, w)
         if t_first is None:
             loss.block_until_ready()
             t_first = time.perf_counter()
@@ -376,8 +397,13 @@ def _fit(
                 vals = np.asarray(to_host(recent), np.float32)
                 losses[step + 1 - len(vals) : step + 1] = vals
                 recent = []
-            scores = [np.ravel(np.asarray(eval_loss(state.params, b, tables))) for b in val_batches]
-            if monitor.record(step + 1, np.concatenate(scores)[:n_val]):  # no row twice
+            if monitor.score == "ranking":
+                scores = [np.asarray(eval_loss(averaged, b, tables)) for b in val_batches]
+                held_out = ranking_losses(np.concatenate(scores)[:n_val], val_labels)
+            else:
+                scores = [np.ravel(np.asarray(eval_loss(state.params, b, tables))) for b in val_batches]
+                held_out = np.concatenate(scores)[:n_val]  # no row twice
+            if monitor.record(step + 1, held_out):
                 losses = losses[: step + 1]
                 break
     params = to_host(state.params)

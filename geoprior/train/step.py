@@ -213,6 +213,26 @@ def make_loss_fn(
     return loss_fn
 
 
+def make_log_presence(model: GeoNet, features: Callable, members: int = 1) -> Callable:
+    """``log_presence(params, batch, cols) -> (n, k)``: the log of the members' mean presence
+    probability of species ``cols (k,)`` at the batch's rows (no dropout, no fade: held-out
+    rows lie among the training places). What ranking validation scores."""
+
+    def one(params, b, cols):
+        x = features(b["lat"], b["lon"], b.get("doy"), b.get("cov"))
+        variables = {"params": params}
+        emb = model.apply(variables, x, False, method=GeoNet.embed)
+        return jax.nn.log_sigmoid(model.apply(variables, emb, cols, method=GeoNet.fixed_columns))
+
+    def log_presence(params, b, cols):
+        if members == 1:
+            return one(params, b, cols)
+        each = jax.vmap(one, in_axes=(0, None, None))(params, b, cols)
+        return jax.nn.logsumexp(each, axis=0) - jnp.log(members)
+
+    return log_presence
+
+
 def make_train_step(loss_fn: Callable, optimizer, key, members: int = 1) -> Callable:
     """``train_step(state, batch, tables) -> (state, loss)``: one optimiser update of
     ``loss_fn`` (see :func:`make_loss_fn`) with the step's key ``fold_in(key, state.step)``;

@@ -15,12 +15,17 @@ from ..errors import ConfigError
 from ..observations import Observations
 from .config import Resolved, TrainConfig, resolve_config
 
-__all__ = ["validates", "held_out_rows", "Monitor", "choose_steps"]
+__all__ = ["validates", "held_out_rows", "Monitor", "choose_steps", "ranking_losses"]
 
 #: Spatial-block validation holds out this share of the occupied cells...
 VALIDATION_FRACTION = 0.2
 #: ...of the coarsest H3 resolution at which the data occupy at least this many cells.
 VALIDATION_MIN_BLOCKS = 20
+#: Ranking validation scores a running (exponential) average of the weights over about
+#: this share of the run's steps: a snapshot of the weights in mid-run, at a high learning
+#: rate, scores worse than a run annealed to that length would; the average stands in for
+#: the annealed run.
+AVERAGED_SHARE = 0.1
 #: Held-out rows scored at each validation (a fixed random sample).
 VALIDATION_ROWS = 4096
 
@@ -46,6 +51,13 @@ def validates(config: TrainConfig, data) -> bool:
             "store or a multi-process run trains for fixed steps (validation='none')"
         )
     return False
+
+
+def validation_score(config: TrainConfig) -> str:
+    """What the held-out rows are scored on (see ``TrainConfig.validation_score``)."""
+    if config.validation_score != "auto":
+        return config.validation_score
+    return "ranking" if config.loss in ("joint", "an_full", "an_ssdl") else "loss"
 
 
 def held_out_rows(obs: Observations, how: str, seed: int = 0) -> tuple[np.ndarray, dict]:
@@ -77,32 +89,90 @@ def held_out_rows(obs: Observations, how: str, seed: int = 0) -> tuple[np.ndarra
     return held[groups.ravel()][inverse], about
 
 
+def ranking_losses(log_presence: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """One minus each species' ROC AUC over held-out rows: the rows of the species
+    (positives) against the held-out rows of every other species (target-group negatives:
+    places where somebody recorded something else), ranked by ``log_presence (n, k)`` whose
+    column ``j`` is the ``j``-th species present in ``labels`` (``np.unique`` order).
+    Species whose rows are all or none of the held-out rows have no AUC and are left out.
+
+    >>> ranking_losses(np.array([[2.0, 0.0], [1.0, 1.0], [0.0, 2.0]]), np.array([0, 0, 1]))
+    array([0., 0.])
+    """
+    species = np.unique(labels)
+    ranks = np.empty(log_presence.shape, np.float64)
+    order = np.argsort(log_presence, axis=0, kind="stable")
+    np.put_along_axis(ranks, order, np.arange(1, len(labels) + 1, dtype=np.float64)[:, None], 0)
+    pos = labels[:, None] == species[None, :]
+    n_pos = pos.sum(0)
+    n_neg = len(labels) - n_pos
+    ok = (n_pos > 0) & (n_neg > 0)
+    u = (ranks * pos).sum(0) - n_pos * (n_pos + 1) / 2.0
+    return 1.0 - u[ok] / (n_pos[ok] * n_neg[ok])
+
+
 class Monitor:
     """The held-out score of a run every ``every`` steps; chooses the length and says when
-    to stop, by the one-standard-error rule (Breiman et al. 1984; glmnet's ``lambda.1se``):
-    the shortest run whose mean held-out loss is within one standard error of the best
-    one's, so a long plateau of gains smaller than their noise does not buy more steps."""
+    to stop.
 
-    def __init__(self, obs: Observations, every: int, patience: int, seed: int):
+    ``score="loss"``: each held-out row's loss, by the one-standard-error rule (Breiman et
+    al. 1984; glmnet's ``lambda.1se``): the shortest run whose mean held-out loss is within
+    one standard error of the best one's, so a long plateau of gains smaller than their
+    noise does not buy more steps; it stops ``patience`` scores after the chosen step.
+
+    ``score="ranking"``: each species' :func:`ranking_losses` (1 − AUC of the presence
+    output over the held-out rows). A ranking does not turn over-confident the way a
+    log-loss does, so the rule does not pull the length short: the best score is the
+    lowest of the curve smoothed over three neighbouring scores (one score's noise does not
+    choose), the run stops ``patience`` scores after it, and the chosen length is the
+    *longest* run since the best whose score is within one standard error of the best's —
+    the error of their paired difference (the same species and rows at every score). Held-
+    out places say how long a run still generalises to new places; among lengths they
+    cannot tell apart, the longer fits the surveyed places better, which they do not test.
+    """
+
+    def __init__(
+        self, obs: Observations, every: int, patience: int, seed: int, score: str = "loss"
+    ):
         rows = np.random.default_rng(seed).permutation(len(obs))[:VALIDATION_ROWS]
         self.obs = obs[np.sort(rows)]
-        self.every, self.patience = every, patience
+        self.every, self.patience, self.score = every, patience, score
         self.curve: list[tuple[int, float, float]] = []  # step, mean, standard error
+        self._values: list[np.ndarray] = []
+
+    def _lowest(self) -> int:
+        """Index of the lowest score (of the smoothed curve, for ranking)."""
+        means = np.array([c[1] for c in self.curve])
+        if self.score != "ranking":
+            return int(np.argmin(means))
+        padded = np.concatenate([means[:1], means, means[-1:]])
+        return int(np.argmin((padded[:-2] + padded[1:-1] + padded[2:]) / 3.0))
 
     @property
     def best_step(self) -> int:
+        """The chosen length (see the class)."""
         if not self.curve:
             return self.every
-        _, low, se = min(self.curve, key=lambda c: c[1])
-        return next(t for t, mean, _ in self.curve if mean <= low + se)
+        low = self._lowest()
+        if self.score == "ranking":
+            chosen = low
+            for i in range(low + 1, len(self.curve)):
+                d = self._values[i] - self._values[low]
+                if d.mean() <= (d.std() / np.sqrt(d.size) if d.size > 1 else 0.0):
+                    chosen = i
+            return self.curve[chosen][0]
+        _, best, se = self.curve[low]
+        return next(t for t, mean, _ in self.curve if mean <= best + se)
 
     def record(self, step: int, losses: np.ndarray) -> bool:
-        """Add the held-out losses (per row, or one mean); ``True`` once ``patience``
-        scores have passed since the chosen step."""
-        losses = np.asarray(losses, np.float64)
+        """Add the held-out losses (per row or per species, or one mean); ``True`` once
+        ``patience`` scores have passed since the chosen step."""
+        losses = np.asarray(losses, np.float64).ravel()
         se = float(losses.std() / np.sqrt(losses.size)) if losses.size > 1 else 0.0
         self.curve.append((step, float(losses.mean()), se))
-        return step - self.best_step >= self.patience * self.every
+        self._values.append(losses)
+        since = self.curve[self._lowest()][0] if self.score == "ranking" else self.best_step
+        return step - since >= self.patience * self.every
 
 
 def choose_steps(
@@ -129,11 +199,13 @@ def choose_steps(
     res = dataclasses.replace(
         resolve_config(config, part, data_parallel=data_parallel), batch_size=batch
     )
-    monitor = Monitor(val, config.eval_every, config.patience, config.seed)
+    score = validation_score(config)
+    monitor = Monitor(val, config.eval_every, config.patience, config.seed, score)
     fit(part, res, monitor)
     best = monitor.best_step
     return {
         **about,
+        "score": score,
         # the same batch size and passes over the data as the best run on the part
         "steps": int(max(config.eval_every, round(best * len(data) / len(part)))),
         "held_out_rows": len(val),
