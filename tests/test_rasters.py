@@ -526,3 +526,24 @@ def test_library_maps_and_monthly_maps_take_rasters(env_prior, rasters):
     np.testing.assert_array_equal(months[months.month == 1].prob.to_numpy(), frame.prob.to_numpy())
     with pytest.raises(ConfigError, match="takes no rasters"):
         range_map(random_prior(2), "s0", res=2, threshold=0.5, covariates=[rasters["temp"]], bbox=(10, 32, 28, 48))
+
+
+def test_a_warmer_scenario_raster_moves_the_ranges(env_prior, rasters, tmp_path):
+    """The covariates reach the map: the same prior on a raster 4 degrees warmer (a
+    climate scenario on the same grid) shrinks the cold species' range and widens the
+    warm one's."""
+    rows = np.mgrid[0:20, 0:30][0]
+    warmer = write(
+        tmp_path / "temp_plus4.tif", temperature(NORTH - rows - 0.5) + 4.0, from_origin(WEST, NORTH, 1, 1)
+    )
+    prior = load_prior(env_prior)
+    box = (1, 31, 29, 49)
+    now = range_map(prior, ["warm", "cold"], res=3, bbox=box)
+    with pytest.warns(GeopriorWarning, match="temp_plus4.tif band 1: .* training places have other values"):
+        later = range_map(prior, ["warm", "cold"], res=3, bbox=box, covariates=[warmer, rasters["merc"]])
+
+    def cells(frame, species):
+        return int((frame.in_range & (frame.species == species)).sum())
+
+    assert cells(later, "cold") < cells(now, "cold") / 2
+    assert cells(later, "warm") > cells(now, "warm")
