@@ -29,7 +29,9 @@ from geoprior.errors import (  # noqa: E402
     CoverageError,
     EmptyDataError,
     GeopriorWarning,
+    MissingDependencyError,
     MissingFileError,
+    PriorFileError,
     RasterError,
 )
 from geoprior.io.rasters import (  # noqa: E402
@@ -384,6 +386,8 @@ def test_a_changed_or_moved_raster_is_refused(rasters, tmp_path):
     path.unlink()
     with pytest.raises(MissingFileError, match="bio.tif, which is no longer there.*--covariates"):
         RasterCovariates.from_record(record)
+    with pytest.raises(PriorFileError, match="malformed"):
+        RasterCovariates.from_record({"kind": "rasters", "layers": [{"name": "bio"}]})
 
 
 def test_old_headers_load_and_keep_their_bytes():
@@ -547,3 +551,11 @@ def test_a_warmer_scenario_raster_moves_the_ranges(env_prior, rasters, tmp_path)
 
     assert cells(later, "cold") < cells(now, "cold") / 2
     assert cells(later, "warm") > cells(now, "warm")
+
+
+def test_without_rasterio_the_error_names_the_extra(rasters, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "rasterio", None)  # import rasterio now fails
+    with pytest.raises(MissingDependencyError, match=r"pip install 'geoprior\[rasters\]'"):
+        open_rasters([rasters["temp"]])

@@ -58,6 +58,7 @@ from ..errors import (
     GeopriorWarning,
     MissingDependencyError,
     MissingFileError,
+    PriorFileError,
     RasterError,
 )
 from ..observations import Observations
@@ -485,8 +486,14 @@ class RasterCovariates:
         :class:`~geoprior.errors.RasterError`, both saying how to pass the rasters
         explicitly."""
         if not isinstance(record, dict) or record.get("kind") != _KIND:
-            raise ConfigError(f"not a raster covariate record: {str(record)[:80]}")
-        recorded = [RasterLayer.from_dict(d) for d in record["layers"]]
+            raise PriorFileError(f"the prior's covariate_source is not a raster record: {str(record)[:80]}")
+        try:
+            recorded = [RasterLayer.from_dict(d) for d in record["layers"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise PriorFileError(
+                f"the prior's covariate_source is malformed ({type(e).__name__}: {e}); "
+                "pass the rasters explicitly (CLI: --covariates)"
+            ) from None
         missing = [la for la in recorded if not Path(la.path).is_file()]
         if missing:
             raise MissingFileError(
