@@ -33,6 +33,8 @@ __all__ = [
     "RowIndexError",
     "PathError",
     "TrainingDivergedError",
+    "RasterError",
+    "CoverageError",
 ]
 
 
@@ -110,6 +112,20 @@ class PathError(GeopriorError, OSError):
 
 class TrainingDivergedError(GeopriorError, FloatingPointError):
     """Training produced a non-finite loss (usually: the learning rate is too high)."""
+
+
+class RasterError(GeopriorError, ValueError):
+    """A covariate raster that cannot be used: no CRS, a band it lacks, or not the raster
+    a prior was trained on (moved, changed)."""
+
+
+class CoverageError(GeopriorError, ValueError):
+    """Places where covariate rasters have no value: outside their bounds or on nodata."""
+
+
+class GeopriorWarning(UserWarning):
+    """Something a caller should know that is not an error (e.g. mapping a prior with
+    rasters other than those it was trained on, as for a climate scenario)."""
 
 
 def show(value: object) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from .covariates import covariates_option, rasters_for
 from .options import Command, prior_argument
 
 
@@ -20,7 +21,11 @@ from .options import Command, prior_argument
     default="table",
     show_default=True,
 )
-def predict(prior, lat, lon, date, k, fmt):
+@covariates_option(
+    "For a prior trained with covariates: the rasters to sample at the place (default: "
+    "those the prior records)."
+)
+def predict(prior, lat, lon, date, k, fmt, covariates):
     """The K most likely species at a place (and date).
 
     ``prob`` is the probability that an observation made there (then) is of the species:
@@ -31,7 +36,9 @@ def predict(prior, lat, lon, date, k, fmt):
     from ..persistence import load_prior
 
     loaded = load_prior(prior)
-    frame = loaded.top_k(lat, lon, date, k=k).drop(columns="row")
+    rasters = rasters_for(loaded, covariates)
+    cov = {} if rasters is None else {"covariates": rasters.sample(lat, lon, what="query places")}
+    frame = loaded.top_k(lat, lon, date, k=k, **cov).drop(columns="row")
     when = f" on {date}" if date else " (any date)"
     meaning = f"prob: the probability that an observation made here{when} is of the species"
     outputs = getattr(loaded, "outputs", ("observation",))
@@ -39,7 +46,7 @@ def predict(prior, lat, lon, date, k, fmt):
         meaning = f"prob: the probability that the species occurs here{when}"
     if "presence" in outputs and "observation" in outputs:
         frame["presence"] = loaded.predict(
-            lat, lon, date, species=frame["species"].tolist(), output="presence"
+            lat, lon, date, species=frame["species"].tolist(), output="presence", **cov
         )[0]
         meaning += "; presence: the probability that the species occurs here"
         outside = bool(loaded.outside(lat, lon)[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..outputs import check_output
+from .covariates import covariates_option, rasters_for
 from .options import (
     Command,
     encoding_option,
@@ -58,6 +59,11 @@ from .options import (
     is_flag=True,
     help="Every species of PRIOR to one GeoParquet (streamed in chunks; in-range cells).",
 )
+@covariates_option(
+    "For a prior trained with covariates: the rasters to sample at the cell centres "
+    "(default: those the prior records). Cells where a raster has no value are left out "
+    "and counted; with --bbox, cells outside the rasters are an error."
+)
 @overwrite_option
 @quiet_option
 def range_map(
@@ -76,6 +82,7 @@ def range_map(
     dissolve,
     color,
     all_species,
+    covariates,
     overwrite,
     quiet,
 ):
@@ -103,8 +110,25 @@ def range_map(
         raise click.UsageError(f"--threshold {thresh} needs --observations")
     loaded = load_prior(prior)
     obs = None if observations is None else load_observations(observations, encoding=encoding)
+    rasters = rasters_for(loaded, covariates)
+    if rasters is not None and obs is not None:
+        from ..io.rasters import attach_covariates, dropped_note
+
+        before, obs = obs, attach_covariates(
+            obs, rasters, on_invalid="drop", names=loaded.covariate_names, what="presences"
+        )
+        note = dropped_note(before, obs)
+        if note:
+            click.echo(f"--observations: {note} (no covariates there)", err=True)
     common = dict(res=res, threshold=thresh, land_only=not include_sea, bbox=bbox, observations=obs)
     if all_species:
+        if rasters is not None:
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                "--all-species does not sample covariate rasters; map the species by name "
+                "(range-map PRIOR NAME ... --covariates ...)"
+            )
         if suffix != ".parquet" or dissolve or monthly:
             raise click.UsageError("--all-species writes one .parquet (no --dissolve, --monthly)")
         summary = write_all_species(
@@ -128,11 +152,21 @@ def range_map(
         raise click.UsageError("--monthly maps every month: drop --month/--date")
     if color is not None and suffix != ".png":
         raise click.UsageError("--color applies only to .png outputs")
+    if rasters is not None:
+        common["covariates"] = rasters
     if monthly:
         frame = monthly_range_maps(loaded, list(species), dissolve=dissolve, **common)
     else:
         frame = make_range_map(
             loaded, list(species), date=date, month=month, dissolve=dissolve, **common
+        )
+    about = frame.attrs.get("covariates")
+    if about and (about["outside"] or about["nodata"]):
+        left = about["outside"] + about["nodata"]
+        click.echo(
+            f"left out {left:,} of {about['cells']:,} cells where a covariate raster has no "
+            f"value ({about['outside']:,} outside the rasters, {about['nodata']:,} on nodata)",
+            err=True,
         )
     options = {"color": color} if color else {}
     write_range_map(frame, output, overwrite=overwrite, **options)

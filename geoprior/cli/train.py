@@ -9,6 +9,7 @@ import click
 
 from ..errors import ConfigError, OutputExistsError, PathError
 from ..outputs import check_output
+from .covariates import covariates_option, sampling_option
 from .options import (
     Command,
     encoding_option,
@@ -44,6 +45,11 @@ from .options import (
     show_default=True,
     help="Input format (see docs/data-formats.md).",
 )
+@covariates_option(
+    "Environmental rasters sampled at every observation and background place as the "
+    "network's covariates (the prior records them for range-map and predict)."
+)
+@sampling_option
 @on_invalid_option
 @encoding_option
 @click.option(
@@ -64,6 +70,8 @@ def train(
     config_file,
     sets,
     fmt,
+    covariates,
+    sampling,
     on_invalid,
     encoding,
     workdir,
@@ -73,7 +81,11 @@ def train(
     distributed,
 ):
     """Train a prior on OBSERVATIONS (a file, a folder made by `geoprior convert`, or
-    sample:neon_bird for the embedded sample)."""
+    sample:neon_bird for the embedded sample).
+
+    With --covariates, observations where a raster has no value (outside it, on nodata)
+    are an error, or left out and counted with --on-invalid drop; background places are
+    drawn where every raster has a value (docs/covariates.md)."""
     from ..persistence import HEADER
     from ..train import TrainConfig, train_prior
 
@@ -98,6 +110,22 @@ def train(
     if sets:
         config = config.with_updates(parse_set(sets))
     obs = load_observations(observations, fmt, on_invalid, encoding)
+    rasters = None
+    if covariates:
+        from ..io.rasters import attach_covariates, dropped_note, open_rasters
+        from ..observations import Observations
+
+        rasters = open_rasters(covariates, method=sampling)
+        click.echo(f"covariates from rasters ({sampling}):\n{rasters.describe()}", err=True)
+        if not isinstance(obs, Observations):
+            raise ConfigError(
+                f"{observations} is a column store; --covariates samples rasters at "
+                "observations read into memory: train from the original file"
+            )
+        before, obs = obs, attach_covariates(obs, rasters, on_invalid=on_invalid)
+        note = dropped_note(before, obs)
+        if note:
+            click.echo(note, err=True)
     click.echo(f"{obs}", err=True)
     if not resume and (workdir / "checkpoint.npz").exists():
         if not overwrite:
@@ -105,7 +133,20 @@ def train(
                 f"{workdir} holds a checkpoint; pass --resume to continue it or --overwrite"
             )
         (workdir / "checkpoint.npz").unlink()
-    prior = train_prior(obs, config, workdir, progress=not quiet, resume=resume)
+    prior = train_prior(
+        obs, config, workdir, rasters=rasters, progress=not quiet, resume=resume
+    )
+    source = prior.header.get("covariate_source")
+    if source and main_process:
+        bg = source["background"]
+        where = {"far": "far from the observations", "extent": "within the data's extent"}
+        if bg.get("places"):
+            click.echo(
+                f"background: the observations' places and {bg['places']:,} places where "
+                f"every raster has a value, {where[bg['kind']]}"
+                + (f" ({bg['fallback']})" if bg.get("fallback") else ""),
+                err=True,
+            )
     if main_process:
         prior.save(output, overwrite=True)
         click.echo(f"saved {prior} to {output}", err=True)

@@ -162,22 +162,47 @@ def map_grid(res, region, land_only) -> CellGrid:
     return grid
 
 
-def _predict_cells(prior, grid: CellGrid, cols: np.ndarray, when) -> np.ndarray:
+def _predict_cells(prior, grid: CellGrid, cols: np.ndarray, when, covariates=None) -> np.ndarray:
     """``(cells, len(cols))`` float32 probabilities, predicted a chunk of cells at a time
-    (a prior that scores chosen columns computes only ``cols``)."""
+    (a prior that scores chosen columns computes only ``cols``); ``covariates`` are the
+    cells' own, ``(cells, c)``, for a prior that takes them."""
     out = np.empty((len(grid), cols.size), np.float32)
     scores = scores_columns(prior)
     width = cols.size if scores else len(prior.species)
     step = max(1, CHUNK_VALUES // max(1, width))
     for a in range(0, len(grid), step):
         sl = slice(a, a + step)
+        cov = None if covariates is None else covariates[sl]
         out[sl] = predict_columns(
-            prior, grid.lat[sl], grid.lon[sl], when, cols, output="presence", scores=scores
+            prior, grid.lat[sl], grid.lon[sl], when, cols, covariates=cov, output="presence",
+            scores=scores,
         )
     return out
 
 
 # ---------------------------------------------------------------------------- maps
+def _covariate_inputs(prior, covariates, observations):
+    """The rasters a covariate prior is mapped with (``None`` for other priors) and the
+    presences for a threshold rule with their covariates sampled from them."""
+    from ..io.rasters import attach_covariates, covariates_for
+
+    rasters = covariates_for(prior, covariates)
+    if rasters is not None and observations is not None and not observations.covariate_names:
+        observations = attach_covariates(
+            observations, rasters, names=prior.covariate_names, what="presences"
+        )
+    return rasters, observations
+
+
+def _cell_inputs(rasters, grid: CellGrid, strict: bool):
+    """The cells where every raster has a value, their covariates, and what was left out
+    (see :func:`geoprior.io.rasters.cell_covariates`)."""
+    from ..io.rasters import cell_covariates
+
+    keep, values, about = cell_covariates(rasters, grid.lat, grid.lon, strict=strict)
+    return (grid if keep is None else grid.take(keep)), values, about
+
+
 def _frame(grid, polygons, names, probs, thresholds, dissolve, attrs) -> gpd.GeoDataFrame:
     n, k = probs.shape
     in_range = probs >= thresholds[None, :]
@@ -227,6 +252,7 @@ def range_map(
     bbox=None,
     dissolve: bool = False,
     observations=None,
+    covariates=None,
 ) -> gpd.GeoDataFrame:
     """A range map of one or more species on H3 cells.
 
@@ -245,6 +271,12 @@ def range_map(
         dissolve: one MultiPolygon per species of its cells in range (columns ``species,
             threshold, n_cells, geometry``) instead of one row per cell and species.
         observations: presences for ``threshold="lpt"``/``"f1"``.
+        covariates: for a prior trained with covariates, the rasters to sample at the
+            cell centres (paths or a :class:`~geoprior.io.rasters.RasterCovariates`);
+            ``None``: the rasters the prior records. The map keeps the cells where every
+            raster has a value (``attrs["covariates"]`` counts the others); with
+            ``bbox``, cells outside the rasters raise
+            :class:`~geoprior.errors.CoverageError`.
 
     Returns:
         A GeoDataFrame in EPSG:4326 with columns ``h3_cell, species, prob, in_range,
@@ -267,11 +299,15 @@ def range_map(
     names = _species_list(species)
     when = map_date(date, month)
     cols = species_indices(names, prior.species)
+    rasters, observations = _covariate_inputs(prior, covariates, observations)
     thresholds = thresholds_for(prior, names, cols, threshold, observations)
     region = None if bbox is None else parse_bbox(bbox)
     grid = map_grid(res, region, land_only)
-    probs = _predict_cells(prior, grid, cols, when)
+    grid, cell_cov, about = _cell_inputs(rasters, grid, strict=region is not None)
+    probs = _predict_cells(prior, grid, cols, when, cell_cov)
     attrs = _attrs(res, when, month, region, land_only)
+    if about is not None:
+        attrs["covariates"] = about
     return _frame(grid, cell_polygons(grid.cells), names, probs, thresholds, dissolve, attrs)
 
 
@@ -286,6 +322,7 @@ def monthly_range_maps(
     bbox=None,
     dissolve: bool = False,
     observations=None,
+    covariates=None,
 ) -> gpd.GeoDataFrame:
     """:func:`range_map` for each month (the 15th), stacked with a ``month`` column.
 
@@ -306,15 +343,19 @@ def monthly_range_maps(
     if not months:
         raise ConfigError("months is empty")
     cols = species_indices(names, prior.species)
+    rasters, observations = _covariate_inputs(prior, covariates, observations)
     thresholds = thresholds_for(prior, names, cols, threshold, observations)
     region = None if bbox is None else parse_bbox(bbox)
     grid = map_grid(res, region, land_only)
+    grid, cell_cov, about = _cell_inputs(rasters, grid, strict=region is not None)
     polygons = cell_polygons(grid.cells)
     frames = []
     for m in months:
         when = map_date(None, m)
-        probs = _predict_cells(prior, grid, cols, when)
+        probs = _predict_cells(prior, grid, cols, when, cell_cov)
         attrs = _attrs(res, when, m, region, land_only)
+        if about is not None:
+            attrs["covariates"] = about
         frame = _frame(grid, polygons, names, probs, thresholds, dissolve, attrs)
         frame.insert(0, "month", np.int64(m))
         frames.append(frame)

@@ -25,6 +25,10 @@ class PriorHeader:
         extent: where the data lie (``bbox``, and ``spacing_km``, ``extent_km`` after
             training).
         covariates: the covariate columns the prior needs, in order.
+        covariate_source: where the covariates come from, when training sampled them
+            from rasters (:meth:`geoprior.io.rasters.RasterCovariates.record`: the rasters'
+            paths, grids and values at a few training places, so a moved or changed
+            raster is detected); ``None`` otherwise, and in files written before it.
         n_species, n_observations: the size of the training data (``None``: not recorded).
         validation: the held-out scores, when training validated.
         training: steps, seconds and devices of the run.
@@ -41,6 +45,7 @@ class PriorHeader:
     resolved: dict
     extent: dict
     covariates: list[str] = field(default_factory=list)
+    covariate_source: dict | None = None
     n_species: int | None = None
     n_observations: int | None = None
     validation: dict | None = None
@@ -55,6 +60,8 @@ class PriorHeader:
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         out.update(covariates=list(self.covariates), extent=self.extent)
+        if self.covariate_source is not None:
+            out["covariate_source"] = self.covariate_source
         for name in ("validation", "training"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)

@@ -1,6 +1,7 @@
 """Background places, where the assume-negative losses assume absences: the sampler the
-jitted step calls, and the training places a prior keeps to tell how far a query is from
-its data."""
+jitted step calls, the places drawn where covariate rasters have values
+(:func:`raster_background`), and the training places a prior keeps to tell how far a
+query is from its data."""
 
 from __future__ import annotations
 
@@ -10,13 +11,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..errors import ConfigError, EmptyDataError
 from ..geo import EARTH_RADIUS_KM, unit_xyz
 from ..maps.land import land_cells
+from ..observations import Observations
 
-__all__ = ["Background", "support_places"]
+__all__ = ["Background", "raster_background", "support_places"]
 
 #: Places kept to tell how far a query is from the training data.
 SUPPORT_PLACES = 8000
+#: At most this many background places are drawn from covariate rasters.
+RASTER_PLACES = 2_000_000
 
 
 class Background:
@@ -79,6 +84,80 @@ class Background:
         )
         jitter = jax.random.uniform(k3, (n, 2)) * self.res
         return tables["south"][i] + jitter[:, 0], tables["west"][i] + jitter[:, 1]
+
+
+def raster_background(
+    rasters, kind: str, data: Observations, bbox, far_km: float, seed: int = 0
+) -> tuple[Observations | None, dict]:
+    """Background places for a prior whose covariates are sampled from ``rasters`` (a
+    :class:`~geoprior.io.rasters.RasterCovariates`), as extra background rows with their
+    covariates, and a summary for the prior's header.
+
+    The network needs covariates at every background place, so places are drawn only
+    where every raster has a value (uniform over the sphere's area there: rejection
+    sampling), following the ``background`` rule as it reads without rasters:
+
+    - ``"target"``: no extra places; the target group (the observations' own places,
+      already sampled) is the whole background.
+    - ``"target+far"`` (the ``"auto"`` default): raster places farther than ``far_km``
+      from every observed place; when there are none (rasters clipped to the study
+      area), places within the data's padded extent ``bbox``, as the land background
+      falls back to its extent.
+    - ``"target+extent"``: raster places within ``bbox``.
+
+    As many places are drawn as there are observations (at most :data:`RASTER_PLACES`),
+    so about half the background draws of a step come from each half, as ``+`` says;
+    the places are undated (year-round), as extra background places are. Pure
+    ``"uniform"``, ``"land"``, ``"extent"`` and ``"far"`` are refused with covariates:
+    the observations' places are always part of the background pool.
+    """
+    parts = kind.split("+")
+    uniform = next((p for p in parts if p != "target"), None)
+    if "target" not in parts or uniform not in (None, "extent", "far"):
+        raise ConfigError(
+            f"background {kind!r} cannot be used with covariate rasters; use 'target', "
+            "'target+extent' or 'target+far' (the default)"
+        )
+    if uniform is None:
+        return None, {"kind": "target", "places": 0}
+    n = min(len(data), RASTER_PLACES)
+    keep = None
+    if uniform == "far":
+
+        def keep(lat, lon):
+            return _far_from(lat, lon, data.lat, data.lon, far_km)
+
+    box = tuple(bbox) if uniform == "extent" else None
+    lat, lon, values, drawn = rasters.random_places(n, seed, box=box, keep=keep)
+    about = {"kind": uniform, "places": n}
+    if uniform == "far" and lat.size == 0:
+        lat, lon, values, more = rasters.random_places(n, seed, box=tuple(bbox))
+        drawn += more
+        about.update(
+            kind="extent",
+            fallback=f"no place farther than {far_km:g} km from the data has raster values",
+        )
+    if lat.size == 0:
+        raise EmptyDataError(
+            f"no background place with a value in every covariate raster after {drawn:,} "
+            f"draws ({about['kind']} background); the rasters are nodata almost everywhere"
+        )
+    about.update(distinct=int(lat.size), drawn=int(drawn))
+    if lat.size < n:  # the half that + promises: the places found, drawn again
+        pick = np.random.default_rng([int(seed), 8]).integers(0, lat.size, n)
+        lat, lon, values = lat[pick], lon[pick], values[pick]
+    return (
+        Observations(
+            lat=lat.astype(np.float64),
+            lon=lon.astype(np.float64),
+            date=np.full(n, np.datetime64("NaT"), dtype="datetime64[D]"),
+            species_index=np.zeros(n, np.int32),
+            species=data.species,
+            covariates=values.astype(np.float32),
+            covariate_names=data.covariate_names,
+        ),
+        about,
+    )
 
 
 def support_places(place_lat, place_lon, km: float, max_places: int = SUPPORT_PLACES) -> np.ndarray:

@@ -31,7 +31,7 @@ from ..errors import ConfigError, EmptyDataError, OutputExistsError, TrainingDiv
 from ..maps.thresholds import compute_thresholds
 from ..observations import Observations
 from ..priors.header import PriorHeader
-from .backgrounds import Background, support_places
+from .backgrounds import Background, raster_background, support_places
 from .batches import BlockPlan, MemoryRows, PermutationPlan, StoreRows, capped_rows
 from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
 from .config import Resolved, TrainConfig, data_places, resolve_config
@@ -109,6 +109,7 @@ def train_prior(
     workdir: str | os.PathLike | None = None,
     *,
     background: Observations | None = None,
+    rasters=None,
     progress: bool = True,
     resume: bool = False,
     thresholds: bool = True,
@@ -128,6 +129,12 @@ def train_prior(
             by process 0); ``None`` keeps nothing on disk.
         background: optional extra background places (e.g. a survey's background sites,
             with the same covariates as ``observations``); their species are ignored.
+        rasters: covariate rasters (a :class:`~geoprior.io.rasters.RasterCovariates`, see
+            :func:`~geoprior.io.rasters.open_rasters`): sampled at every observation
+            (unless :func:`~geoprior.io.rasters.attach_covariates` already did) and at
+            background places drawn where they have values
+            (:func:`~geoprior.train.backgrounds.raster_background`); the prior records
+            them (``header["covariate_source"]``) so maps sample the same rasters.
         progress: show a progress bar (stderr) with the loss and observations/second.
         resume: continue from the checkpoint in ``workdir`` (same result as not stopping).
         thresholds: fit the per-species range thresholds (:func:`fit_thresholds`); with
@@ -144,8 +151,18 @@ def train_prior(
     data = observations
     if len(data) == 0:
         raise EmptyDataError("no observations to train on")
+    if rasters is not None:
+        data, background = _with_rasters(data, rasters, background, config)
     mesh = make_mesh(config.model_parallel)
     res = resolve_config(config, data, data_parallel=mesh.shape["data"])
+    source = None
+    if rasters is not None:
+        extra, about = raster_background(
+            rasters, res.background, data, res.bbox, res.far_km, config.seed
+        )
+        if extra is not None:
+            background = extra if background is None else Observations.concat([background, extra])
+        source = rasters.record(data.lat, data.lon, background=about)
     validation = None
     if validates(config, data):
 
@@ -160,6 +177,7 @@ def train_prior(
                 progress=False,
                 resume=False,
                 monitor=monitor,
+                covariate_source=source,
             )
 
         validation = choose_steps(data, config, res.batch_size, mesh.shape["data"], fit_part)
@@ -174,10 +192,29 @@ def train_prior(
         progress=progress,
         resume=resume,
         validation=validation,
+        covariate_source=source,
     )
     if thresholds:
         prior.thresholds = fit_thresholds(prior, data, seed=config.seed)
     return prior
+
+
+def _with_rasters(data, rasters, background, config: TrainConfig):
+    """The observations (and extra background places) with the rasters' covariates."""
+    from ..io.rasters import attach_covariates
+
+    if not isinstance(data, Observations):
+        raise ConfigError(
+            "covariate rasters are sampled at observations in memory; a ColumnStore cannot "
+            "take them: read the observations (geoprior.read_observations) to train with rasters"
+        )
+    if not config.use_covariates:
+        raise ConfigError("covariate rasters were given, but the config has use_covariates=False")
+    if data.covariate_names != rasters.names:
+        data = attach_covariates(data, rasters)
+    if background is not None and background.covariate_names != rasters.names:
+        background = attach_covariates(background, rasters, what="background places")
+    return data, background
 
 
 def fit_thresholds(
@@ -211,6 +248,7 @@ def _fit(
     resume: bool,
     validation: dict | None = None,
     monitor: Monitor | None = None,
+    covariate_source: dict | None = None,
 ):
     """One training run of ``res.steps`` steps (fewer when ``monitor`` says stop); the
     prior without thresholds."""
@@ -322,7 +360,7 @@ def _fit(
 
     # the record a checkpoint must match: the validation run (with its wall time) is
     # not part of it; a resumed run repeats it, deterministically, and gets the same steps
-    run = _run_header(config, res, data, use_cov)
+    run = _run_header(config, res, data, use_cov, covariate_source)
     header = run.to_dict()
     start = 0
     if workdir is not None:
@@ -434,7 +472,9 @@ def _fit(
     )
 
 
-def _run_header(config: TrainConfig, res: Resolved, obs, use_cov: bool) -> PriorHeader:
+def _run_header(
+    config: TrainConfig, res: Resolved, obs, use_cov: bool, covariate_source: dict | None = None
+) -> PriorHeader:
     return PriorHeader(
         config=config.to_dict(),
         resolved={
@@ -445,6 +485,7 @@ def _run_header(config: TrainConfig, res: Resolved, obs, use_cov: bool) -> Prior
         n_species=obs.n_species,
         n_observations=len(obs),
         covariates=list(obs.covariate_names) if use_cov else [],
+        covariate_source=covariate_source if use_cov else None,
         extent={
             "bbox": list(res.bbox),
             "spacing_km": res.spacing_km,
