@@ -48,6 +48,7 @@ from .fusion import (
 from .io import detect_format, read_observations
 from .io.logits import read_logits
 from .io.samples import load_sample
+from .io.taxonomy import Taxonomy, read_taxonomy
 from .maps import (
     compute_thresholds,
     is_land,
@@ -100,6 +101,8 @@ __all__ = [
     "rerank",
     "fit_fusion",
     "read_logits",
+    "read_taxonomy",
+    "Taxonomy",
     "average_precision",
     "error_reduction",
     "event_average_precision",

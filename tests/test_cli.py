@@ -315,3 +315,27 @@ def test_convert_then_train_from_the_column_store(obs_csv, tmp_path):
     assert "ColumnStore" in result.stderr
     prior = load_prior(out)
     assert prior.species == tuple(sorted(CENTRES)) and prior.header["n_observations"] == 120
+
+
+def test_rerank_matches_common_names_with_a_taxonomy(prior_dir, rerank_inputs, tmp_path):
+    d = rerank_inputs
+    taxonomy = tmp_path / "eBird_Taxonomy.csv"
+    pd.DataFrame(
+        {
+            "SPECIES_CODE": ["eurgam", "ausbet", "boralp"],
+            "PRIMARY_COM_NAME": ["European Gamma", "Southern Beta", "Northern Alpha"],
+            "SCI_NAME": ["Europaea gamma", "Australis beta", "Borealis alpha"],
+        }
+    ).to_csv(taxonomy, index=False)
+    (d / "common.txt").write_text("european_gamma\nausbet\nNorthern-Alpha\n")
+    args = ["rerank", prior_dir, d / "logits.npy", "--points", d / "points.csv", "-k", 2]
+    by_name = run(*args, "--classes", d / "classes.txt", "-o", d / "a.csv")
+    assert by_name.exit_code == 0, by_name.output
+    result = run(*args, "--classes", d / "common.txt", "-o", d / "b.csv")
+    assert_error(result, "Pass taxonomy=FILE")
+    result = run(*args, "--classes", d / "common.txt", "-o", d / "b.csv", "--taxonomy", taxonomy)
+    assert result.exit_code == 0, result.output
+    a, b = pd.read_csv(d / "a.csv"), pd.read_csv(d / "b.csv")
+    rename = dict(zip(["Europaea gamma", "Australis beta", "Borealis alpha"],
+                      ["european_gamma", "ausbet", "Northern-Alpha"], strict=True))
+    pd.testing.assert_frame_equal(b, a.replace(rename))

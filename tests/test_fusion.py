@@ -7,6 +7,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -36,6 +37,7 @@ from geoprior.fusion import (
     fuse_with_flags,
     rerank,
 )
+from geoprior.io.taxonomy import read_taxonomy
 from geoprior.priors.protocol import Prior
 from geoprior.query import prepare_query
 
@@ -302,6 +304,152 @@ def test_alignment_errors():
             align_classes(classes, species)
     with pytest.raises(ClassMismatchError, match=r"\(2, 5\)"):
         align_classes(SPECIES, SPECIES).apply(np.ones((2, 5)))
+
+
+# ---------------------------------------------------------------------------- taxonomy
+# a small eBird-style taxonomy (the real file's columns) of the alignment species
+EBIRD = pd.DataFrame(
+    {
+        "TAXON_ORDER": [1, 2, 3, 4, 5, 6, 7, 8],
+        "CATEGORY": ["species"] * 6 + ["issf", "species"],
+        "SPECIES_CODE": ["amerob", "easblu", "bkcchi", "carchi", "easmea", "wesmea", "amerob1",
+                         "btnwar"],
+        "PRIMARY_COM_NAME": ["American Robin", "Eastern Bluebird", "Black-capped Chickadee",
+                             "Carolina Chickadee", "Eastern Meadowlark", "Western Meadowlark",
+                             "American Robin (migratorius Group)", "Black-throated Green Warbler"],
+        "SCI_NAME": SPECIES + ["Turdus migratorius migratorius", "Setophaga virens"],
+        "REPORT_AS": [""] * 6 + ["amerob", ""],
+    }
+)  # fmt: skip
+CODES = EBIRD["SPECIES_CODE"].tolist()[:6]
+COMMON = EBIRD["PRIMARY_COM_NAME"].tolist()[:6]
+# a GBIF backbone extract: an older synonym, and one common name for two species
+GBIF = pd.DataFrame(
+    {
+        "taxonID": ["2490", "2491", "2482", "2483", "2484"],
+        "scientificName": ["Setophaga virens (Gmelin, 1789)", "Dendroica virens (Gmelin, 1789)",
+                           "Turdus migratorius Linnaeus, 1766", "Erithacus rubecula (L., 1758)",
+                           "Sialia sialis (Linnaeus, 1758)"],
+        "taxonomicStatus": ["accepted", "synonym", "accepted", "accepted", "accepted"],
+        "acceptedNameUsageID": ["", "2490", "", "", ""],
+        "taxonRank": ["species"] * 5,
+        "vernacularName": ["Black-throated Green Warbler", "", "Robin", "Robin",
+                           "Eastern Bluebird"],
+    }
+)  # fmt: skip
+
+
+def spell(name: str, how: int) -> str:
+    """One of the ways classifiers write a name."""
+    return [name, name.upper(), name.replace(" ", "_").lower(), name.replace(" ", "-"),
+            f"  {name.title()}  "][how]
+
+
+@SETTINGS
+@given(st.permutations(list(range(len(SPECIES)))),
+       st.lists(st.tuples(st.sampled_from(["sci", "code", "common"]), st.integers(0, 4)),
+                min_size=len(SPECIES), max_size=len(SPECIES)))
+def test_taxonomy_alignment_recovers_permutation_whatever_the_labels(perm, forms):
+    names = {"sci": SPECIES, "code": CODES, "common": COMMON}
+    classes = [spell(names[kind][i], how) for i, (kind, how) in zip(perm, forms, strict=True)]
+    a = align_classes(classes, SPECIES, taxonomy=EBIRD)
+    np.testing.assert_array_equal(a.index, perm)
+    for (kind, _), how in zip(forms, a.how, strict=True):
+        assert how in ("name", "spelling") if kind == "sci" else how.startswith("taxonomy: ")
+
+
+def test_taxonomy_alignment_common_names_codes_synonyms_and_subspecies():
+    classes = ["American Robin", "easblu", "black-capped_chickadee",
+               "Turdus migratorius migratorius", "American Robin (migratorius Group)"]
+    a = align_classes(classes, SPECIES, taxonomy=EBIRD)
+    np.testing.assert_array_equal(a.index, [0, 1, 2, 0, 0])
+    assert a.how == ("taxonomy: common name", "taxonomy: code", "taxonomy: common name",
+                     "subspecies", "taxonomy: subspecies of")
+    frame = a.to_frame()
+    assert frame.columns.tolist() == ["class", "species", "how"]
+    assert frame["species"].tolist() == [SPECIES[i] for i in a.index]
+    # the prior may be the one with codes: names resolve on both sides
+    a = align_classes(["Eastern Bluebird", "Turdus migratorius"], CODES, taxonomy=EBIRD)
+    np.testing.assert_array_equal(a.index, [1, 0])
+    # an older synonym, either way round; the GBIF table's authors are cut
+    prior = ["Setophaga virens", "Sialia sialis"]
+    a = align_classes(["Dendroica virens", "Eastern Bluebird"], prior, taxonomy=GBIF)
+    np.testing.assert_array_equal(a.index, [0, 1])
+    assert a.how == ("taxonomy: synonym", "taxonomy: common name")
+    a = align_classes(["Setophaga virens"], ["Dendroica virens"], taxonomy=GBIF)
+    assert a.index.tolist() == [0]
+
+
+def test_taxonomy_from_a_file_is_read_for_the_names_only(tmp_path):
+    path = tmp_path / "eBird_Taxonomy_v2021.csv"
+    EBIRD.to_csv(path, index=False, encoding="utf-8-sig")
+    a = align_classes(COMMON[::-1], SPECIES, taxonomy=path)
+    np.testing.assert_array_equal(a.index, np.arange(len(SPECIES))[::-1])
+    tax = read_taxonomy(path)
+    assert align_classes(CODES, SPECIES, taxonomy=tax).index.tolist() == list(range(6))
+
+
+def test_long_numbered_and_hyphenated_labels_match_without_a_taxonomy():
+    prior = ["Setophaga virens", "Diomedea nigripes", "Turdus migratorius migratorius"]
+    classes = ["04837_Animalia_Chordata_Aves_Passeriformes_Parulidae_Setophaga_virens",
+               "001.Diomedea_nigripes",
+               "Animalia_Chordata_Aves_Passeriformes_Turdidae_Turdus_migratorius_migratorius"]
+    a = align_classes(classes, prior)
+    np.testing.assert_array_equal(a.index, [0, 1, 2])
+    assert a.how == ("long name", "name", "long name")
+    a = align_classes(["Setophaga-virens", "DIOMEDEA  NIGRIPES"], prior)
+    assert a.index.tolist() == [0, 1] and a.how == ("spelling", "name")
+    # a prior labelled with long names works as well
+    assert align_classes(["Setophaga virens"], classes[:1]).index.tolist() == [0]
+
+
+def test_ambiguous_names_are_errors_naming_the_candidates():
+    with pytest.raises(ClassMismatchError, match=r"1 classifier class\(es\) are ambiguous: "
+                       r"'Robin' is the common name of 2 taxa in the taxonomy: Turdus "
+                       r"migratorius \(Robin\); Erithacus rubecula \(Robin\).*synonyms="):
+        align_classes(["Robin", "Setophaga virens"], ["Turdus migratorius", "Setophaga virens"],
+                      taxonomy=GBIF, missing="neutral")  # even when only one is in the prior
+    # synonyms choose
+    a = align_classes(["Robin"], ["Turdus migratorius"], taxonomy=GBIF,
+                      synonyms={"Robin": "Turdus migratorius"})
+    assert a.how == ("synonyms",)
+    # one taxon, two prior species: which one is not guessed
+    with pytest.raises(ClassMismatchError, match=r"'Black-throated Green Warbler' \(taxonomy: "
+                       r"common name .*\) matches 2 prior species: 'Setophaga virens', "
+                       r"'Dendroica virens'"):
+        align_classes(["Black-throated Green Warbler"], ["Setophaga virens", "Dendroica virens"],
+                      taxonomy=GBIF)
+
+
+def test_nothing_matches_shows_classes_beside_species_and_what_to_pass():
+    classes = ["amerob", "easblu", "bkcchi", "carchi", "easmea"]
+    with pytest.raises(ClassMismatchError) as info:
+        align_classes(classes, SPECIES)
+    message = str(info.value)
+    assert ("none of the 5 classifier classes matches any of the prior's 6 species: classifier "
+            "classes 'amerob', 'easblu', 'bkcchi', 'carchi' ... beside prior species 'Turdus "
+            "migratorius', 'Sialia sialis', 'Poecile atricapillus', 'Poecile carolinensis' ...")\
+        in message
+    assert "taxonomy=FILE" in message and "synonyms={" in message and "\n" not in message
+    with pytest.raises(ClassMismatchError, match=r"The GBIF taxonomy \(DataFrame, 5 taxa\) knows "
+                       r"0 of these 5 classes and 2 of the prior's 6 species"):
+        align_classes(classes, SPECIES, taxonomy=GBIF)
+    with pytest.raises(ClassMismatchError, match=r"1 of 2 .*'Mystery bird'.*taxonomy=FILE.*"
+                                                 r"missing='neutral'"):
+        align_classes(["Sialia sialis", "Mystery bird"], SPECIES)
+    with pytest.raises(FormatError, match="not a taxonomy table"):
+        align_classes(classes, SPECIES, taxonomy=pd.DataFrame({"x": [1]}))
+
+
+def test_rerank_with_a_taxonomy_equals_rerank_with_scientific_names():
+    logits, lat, lon = meadowlark_case()
+    prior = BandPrior(CLASSES, CENTRES, width=8.0)
+    common = ["Eastern Meadowlark", "western_meadowlark", "amerob"]
+    by_name = rerank(logits, CLASSES, prior, lat, lon, k=2)
+    by_taxonomy = rerank(logits, common, prior, lat, lon, k=2, taxonomy=EBIRD)
+    np.testing.assert_array_equal(by_taxonomy.top_index, by_name.top_index)
+    np.testing.assert_allclose(by_taxonomy.log_probs, by_name.log_probs)
+    assert by_taxonomy.classes == tuple(common)
 
 
 # ---------------------------------------------------------------------------- rerank

@@ -51,6 +51,13 @@ from .options import Command, encoding_option, output_option, overwrite_option, 
     show_default=True,
     help="Classes the prior does not know: fail, or give them a neutral prior.",
 )
+@click.option(
+    "--taxonomy",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Taxonomy table (eBird/Clements CSV, GBIF Taxon.tsv or backbone folder, iNaturalist "
+    "taxa) to match classes named by common name, code or an older synonym.",
+)
 @encoding_option
 @overwrite_option
 def rerank(
@@ -67,6 +74,7 @@ def rerank(
     temperature,
     params_file,
     missing,
+    taxonomy,
     encoding,
     overwrite,
 ):
@@ -103,6 +111,7 @@ def rerank(
         k=k,
         params=params,
         missing=missing,
+        taxonomy=taxonomy,
         **fusion,
     )
     frame = result.to_frame()

@@ -99,6 +99,7 @@ def rerank(
     k: int = 5,
     params: FusionParams | None = None,
     synonyms: Mapping[str, str] | None = None,
+    taxonomy=None,
     missing: str = "raise",
     batch_size: int = 4096,
     **fusion,
@@ -124,7 +125,8 @@ def rerank(
         date: ``None``, one date, or one per row (see :func:`~geoprior.query.prepare_query`).
         k: how many predictions to keep per row (at most ``S``).
         params: fitted :class:`FusionParams`; keyword ``fusion`` arguments override them.
-        synonyms, missing: passed to :func:`align_classes`.
+        synonyms, taxonomy, missing: passed to :func:`align_classes` (``taxonomy``: a
+            taxonomy table, to match common names, codes and older synonyms).
         batch_size: rows per ``prior.predict`` call.
         **fusion: ``mode``, ``weight``, ``floor``, ``threshold``, ``temperature`` (see
             :func:`fuse`).
@@ -159,7 +161,9 @@ def rerank(
     mode = kw.get("mode", "product")
     weight, temperature = kw.get("weight", 1.0), kw.get("temperature", 1.0)
     floor, threshold = check_params(mode, weight, kw.get("floor"), kw.get("threshold"), temperature)
-    alignment = align_classes(classes, prior.species, synonyms=synonyms, missing=missing)
+    alignment = align_classes(
+        classes, prior.species, synonyms=synonyms, taxonomy=taxonomy, missing=missing
+    )
     lat, lon, dates = _locations(lat, lon, date, n)
     located = ~(np.isnan(lat) | np.isnan(lon))
 
