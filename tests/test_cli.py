@@ -339,3 +339,16 @@ def test_rerank_matches_common_names_with_a_taxonomy(prior_dir, rerank_inputs, t
     rename = dict(zip(["Europaea gamma", "Australis beta", "Borealis alpha"],
                       ["european_gamma", "ausbet", "Northern-Alpha"], strict=True))
     pd.testing.assert_frame_equal(b, a.replace(rename))
+
+
+def test_warnings_are_one_line_on_stderr(prior_dir, rerank_inputs):
+    d = rerank_inputs
+    logits = np.load(d / "logits.npy")
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.save(d / "probs.npy", probs)
+    args = ["rerank", prior_dir, d / "probs.npy", "--classes", d / "classes.txt"]
+    result = run(*args, "--points", d / "points.csv", "-o", d / "out.csv")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("warning: logits look like probabilities: all 4 rows")
+    assert "Traceback" not in result.stderr and ".py:" not in result.stderr

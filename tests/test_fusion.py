@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -85,6 +86,10 @@ logit_rows = hnp.arrays(
 )
 
 
+# arbitrary arrays of logits may look like probabilities: the maths is tested, not the warning
+ANY_LOGITS = pytest.mark.filterwarnings("ignore::geoprior.errors.ProbabilitiesAsLogitsWarning")
+
+
 def prior_like(logits, seed=0):
     """Random prior probabilities, with exact zeros in the first column."""
     p = np.random.default_rng(seed).uniform(0, 1, logits.shape)
@@ -97,6 +102,7 @@ def test_bandprior_is_a_prior():
     assert isinstance(BandPrior(["a"], [0.0]), Prior)
 
 
+@ANY_LOGITS
 @SETTINGS
 @given(logit_rows, st.floats(0.001, 1.0))
 def test_uniform_prior_keeps_classifier(logits, c):
@@ -107,6 +113,7 @@ def test_uniform_prior_keeps_classifier(logits, c):
     assert (np.diff(np.take_along_axis(out_w, order, axis=-1), axis=-1) <= 1e-5).all()
 
 
+@ANY_LOGITS
 @SETTINGS
 @given(logit_rows, st.floats(-50, 50), st.floats(0.2, 5))
 def test_weight_zero_is_identity_and_shift_invariant(logits, shift, t):
@@ -118,6 +125,7 @@ def test_weight_zero_is_identity_and_shift_invariant(logits, shift, t):
     np.testing.assert_allclose(a, b, atol=1e-3)
 
 
+@ANY_LOGITS
 @SETTINGS
 @given(logit_rows, st.sampled_from(["product", "floor", "filter", "none"]))
 def test_rows_are_log_probabilities(logits, mode):
@@ -135,6 +143,7 @@ def test_rows_are_log_probabilities(logits, mode):
         assert np.isfinite(out).all()
 
 
+@ANY_LOGITS
 @SETTINGS
 @given(logit_rows)
 def test_none_and_floor_one_are_the_classifier(logits):
@@ -144,6 +153,7 @@ def test_none_and_floor_one_are_the_classifier(logits):
                                log_softmax(logits), atol=2e-4)
 
 
+@ANY_LOGITS
 @SETTINGS
 @given(logit_rows, st.sampled_from(["product", "floor", "filter", "none"]))
 def test_jit_equals_eager(logits, mode):
@@ -665,3 +675,97 @@ def test_rerank_outside_range_uses_presence_like_its_thresholds(trained_prior, s
     result = rerank(logits, trained_prior.species, trained_prior, obs.lat, obs.lon, obs.date)
     # LPT thresholds keep about 95% of a species' own records in range
     assert result.outside_range.mean() < 0.25
+
+
+# ---------------------------------------------------------------------------- warnings
+def softmax(x):
+    return np.exp(log_softmax(x))
+
+
+def test_probabilities_passed_as_logits_warn_at_every_entry_point():
+    from geoprior.errors import GeopriorWarning, ProbabilitiesAsLogitsWarning
+
+    logits, lat, lon = meadowlark_case()
+    probs = softmax(logits)
+    prior = BandPrior(CLASSES, CENTRES, width=8.0)
+    calls = [
+        lambda x: fuse(x, prior_like(x)),
+        lambda x: fuse_with_flags(x, prior_like(x), mode="filter"),
+        lambda x: rerank(x, CLASSES, prior, lat, lon),
+        lambda x: fit_fusion(x, np.zeros(len(x), int), prior_like(x), modes=("product",)),
+    ]
+    for call in calls:
+        with pytest.warns(ProbabilitiesAsLogitsWarning, match=r"logits look like probabilities: "
+                          r"all 5 rows are in \[0, 1\] and sum to 1.*np\.log\(p\)") as info:
+            call(probs)
+        assert issubclass(info[0].category, GeopriorWarning) and issubclass(
+            info[0].category, UserWarning)
+        assert info[0].filename == __file__  # attributed to the caller, not the library
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for call in calls:  # real logits, and log-probabilities, are fine
+            call(logits)
+            call(np.log(probs))
+        fuse(np.array([[0.0, 1.0], [1.0, 0.0]]), np.ones(2))  # one-hot: not probabilities
+        jax.jit(fuse, static_argnames="mode")(jnp.asarray(probs), jnp.ones(3), mode="product")
+
+
+def test_sigmoid_scores_passed_as_logits_warn():
+    from geoprior.errors import ProbabilitiesAsLogitsWarning
+
+    scores = np.random.default_rng(0).uniform(0.0, 0.4, (40, 5))  # rows do not sum to 1
+    with pytest.warns(ProbabilitiesAsLogitsWarning, match=r"per-class scores.*all 200 values.*"
+                                                         r"log\(p / \(1 - p\)\)"):
+        fuse(scores, prior_like(scores))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fuse(scores[:10], prior_like(scores[:10]))  # 50 values: too few to tell
+        fuse(np.zeros((40, 5)), np.ones(5))  # constant: an uninformative classifier
+
+
+def test_swapped_coordinates_warn_against_the_extent_or_land(trained_prior):
+    from geoprior.errors import SwappedCoordinatesWarning
+
+    names = list(trained_prior.species)
+    logits = np.zeros((4, len(names)))
+    # places near (48, 10), the European species' centre, given as (lon, lat)
+    lat, lon = np.array([10.0, 10.5, 9.5, np.nan]), np.array([48.0, 47.5, 48.5, np.nan])
+    with pytest.warns(SwappedCoordinatesWarning, match=r"3 of 3 places are outside the prior's "
+                      r"training extent as given but inside it with latitude and longitude "
+                      r"exchanged \(first: lat=10.0, lon=48.0\)"):
+        rerank(logits, names, trained_prior, lat, lon)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SwappedCoordinatesWarning)
+        rerank(logits, names, trained_prior, lon, lat)  # the right way round
+    # a prior without an extent: land is the reference (England, lon first)
+    prior = BandPrior(CLASSES, CENTRES)
+    with pytest.warns(SwappedCoordinatesWarning, match="3 of 3 places are at sea as given but "
+                                                       "on land"):
+        rerank(np.zeros((3, 3)), CLASSES, prior, [0.1, -0.1, -2.2], [52.2, 51.5, 53.4])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SwappedCoordinatesWarning)
+        rerank(np.zeros((3, 3)), CLASSES, prior, [52.2, 51.5, 53.4], [0.1, -0.1, -2.2])
+        # one place of three at sea is not "most"
+        rerank(np.zeros((3, 3)), CLASSES, prior, [0.1, 51.5, 53.4], [52.2, -0.1, -2.2])
+
+
+def test_latitudes_beyond_90_that_fit_as_longitudes_say_so():
+    prior = BandPrior(CLASSES, CENTRES)
+    with pytest.raises(CoordinateError, match=r"1 of 2 latitudes outside .*are latitude and "
+                                              r"longitude swapped\?"):
+        rerank(np.zeros((2, 3)), CLASSES, prior, [-71.3, -93.1], [44.1, 44.9])
+    with pytest.raises(CoordinateError) as info:
+        rerank(np.zeros((2, 3)), CLASSES, prior, [95.0, 40.0], [120.0, 10.0])
+    assert "swapped" not in str(info.value)  # a longitude of 120 is no latitude
+
+
+@SETTINGS
+@given(hnp.arrays(np.float64, st.integers(1, 12), elements=st.floats(-90, 90)),
+       st.integers(0, 2**31))
+def test_a_swap_warning_never_fires_both_ways(lat, seed):
+    from geoprior.fusion.checks import warn_if_swapped
+
+    lon = np.random.default_rng(seed).uniform(-90, 90, lat.size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert not (warn_if_swapped(lat, lon) and warn_if_swapped(lon, lat))

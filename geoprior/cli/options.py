@@ -9,6 +9,7 @@ import codecs
 import errno
 import json
 import os
+import warnings
 from pathlib import Path
 
 import click
@@ -84,14 +85,22 @@ def user_path(e: OSError, params: dict) -> str | None:
     return None
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one ``warning: ...`` line on stderr (no file, line or source)."""
+    click.echo(f"warning: {message}", err=True)
+
+
 class Group(click.Group):
-    """Turns GeopriorError into exit code 1 with one line on stderr."""
+    """Turns GeopriorError into exit code 1 with one line on stderr, and each warning into
+    one ``warning: ...`` line on stderr."""
 
     command_class = Command
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = show_warning
+                return super().invoke(ctx)
         except GeopriorError as e:
             if ctx.obj and ctx.obj.get("verbose"):
                 raise
