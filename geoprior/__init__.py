@@ -48,6 +48,7 @@ from .fusion import (
     fuse,
     fuse_with_flags,
     rerank,
+    species_list,
 )
 from .io import detect_format, read_observations
 from .io.logits import read_logits
@@ -103,6 +104,7 @@ __all__ = [
     "fuse_with_flags",
     "align_classes",
     "rerank",
+    "species_list",
     "fit_fusion",
     "read_logits",
     "read_taxonomy",
