@@ -437,8 +437,9 @@ def test_nothing_matches_shows_classes_beside_species_and_what_to_pass():
         align_classes(classes, SPECIES)
     message = str(info.value)
     assert ("none of the 5 classifier classes matches any of the prior's 6 species: classifier "
-            "classes 'amerob', 'easblu', 'bkcchi', 'carchi' ... beside prior species 'Turdus "
-            "migratorius', 'Sialia sialis', 'Poecile atricapillus', 'Poecile carolinensis' ...")\
+            "classes 'amerob', 'easblu', 'bkcchi', 'carchi' and 1 more beside prior species 'Turdus "
+            "migratorius', 'Sialia sialis', 'Poecile atricapillus', 'Poecile carolinensis' and 2 "
+            "more. Pass taxonomy=FILE")\
         in message
     assert "taxonomy=FILE" in message and "synonyms={" in message and "\n" not in message
     with pytest.raises(ClassMismatchError, match=r"The GBIF taxonomy \(DataFrame, 5 taxa\) knows "

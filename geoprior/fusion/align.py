@@ -333,7 +333,8 @@ def _spellings(name) -> list[str]:
 
 
 def _few(names: Sequence[str], n: int = 4) -> str:
-    return ", ".join(repr(x) for x in names[:n]) + (" ..." if len(names) > n else "")
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return ", ".join(repr(x) for x in names[:n]) + more
 
 
 def _advice(tax, classes: Sequence[str], species: Sequence[str]) -> str:

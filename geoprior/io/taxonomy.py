@@ -163,8 +163,8 @@ class _Layout:
     status: str | None = None  # GBIF taxonomicStatus
     active: str | None = None  # iNaturalist active / is_active
     rank: str | None = None
-    parent: str | None = None  # id of the species an infraspecific taxon belongs to
-    parent_is_code: bool = False  # eBird REPORT_AS names a species code
+    parent: str | None = None  # id of the species an infraspecific taxon belongs to (eBird:
+    # REPORT_AS, the species code an issf or form is reported as: set only for those)
     ancestry: str | None = None
 
     def columns(self) -> list[str]:
@@ -223,7 +223,6 @@ def _layout(columns: Sequence[str], fmt: str, where: str) -> _Layout:
             "ebird", id=code, scientific=sci, canonical=True,
             codes=tuple(c for c in (code, f("TAXON_CONCEPT_ID")) if c),
             commons=(common,), rank=f("CATEGORY"), parent=f("REPORT_AS"),
-            parent_is_code=True,
         )  # fmt: skip
     if fmt == "gbif":
         ident = f("taxonID", "taxonKey", "key", "id")
