@@ -14,14 +14,18 @@ from .errors import (
     FileEncodingError,
     FormatError,
     GeopriorError,
+    GeopriorWarning,
     MissingDependencyError,
     MissingFileError,
     NonFiniteError,
     OutputExistsError,
+    OutsideExtentWarning,
     PathError,
     PriorFileError,
+    ProbabilitiesAsLogitsWarning,
     RowIndexError,
     SpeciesNameError,
+    SwappedCoordinatesWarning,
     TrainingDivergedError,
     UnknownSpeciesError,
 )
@@ -44,10 +48,12 @@ from .fusion import (
     fuse,
     fuse_with_flags,
     rerank,
+    species_list,
 )
 from .io import detect_format, read_observations
 from .io.logits import read_logits
 from .io.samples import load_sample
+from .io.taxonomy import Taxonomy, read_taxonomy
 from .maps import (
     compute_thresholds,
     is_land,
@@ -98,8 +104,11 @@ __all__ = [
     "fuse_with_flags",
     "align_classes",
     "rerank",
+    "species_list",
     "fit_fusion",
     "read_logits",
+    "read_taxonomy",
+    "Taxonomy",
     "average_precision",
     "error_reduction",
     "event_average_precision",
@@ -129,4 +138,8 @@ __all__ = [
     "SpeciesNameError",
     "TrainingDivergedError",
     "UnknownSpeciesError",
+    "GeopriorWarning",
+    "ProbabilitiesAsLogitsWarning",
+    "SwappedCoordinatesWarning",
+    "OutsideExtentWarning",
 ]

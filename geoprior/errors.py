@@ -10,6 +10,9 @@ Messages say what was expected, what came, how many, and the first offending row
 from __future__ import annotations
 
 import difflib
+import os
+import sys
+import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -36,6 +39,10 @@ __all__ = [
     "RasterError",
     "CoverageError",
 ]
+# the warnings (GeopriorWarning and its kinds) are public too, listed apart: __all__ is the
+# error family
+WARNINGS = ["GeopriorWarning", "ProbabilitiesAsLogitsWarning", "SwappedCoordinatesWarning",
+            "OutsideExtentWarning"]
 
 
 class GeopriorError(Exception):
@@ -124,8 +131,33 @@ class CoverageError(GeopriorError, ValueError):
 
 
 class GeopriorWarning(UserWarning):
-    """Something a caller should know that is not an error (e.g. mapping a prior with
-    rasters other than those it was trained on, as for a climate scenario)."""
+    """Base class of every warning geoprior issues: input that works but is probably not
+    what was meant. Silence one kind with ``warnings.simplefilter("ignore", Kind)``."""
+
+
+class ProbabilitiesAsLogitsWarning(GeopriorWarning):
+    """The "logits" given to fusion look like probabilities (rows in [0, 1] summing to 1,
+    or sigmoid scores), which fusion would softmax a second time."""
+
+
+class SwappedCoordinatesWarning(GeopriorWarning):
+    """Most places make sense only with latitude and longitude exchanged."""
+
+
+class OutsideExtentWarning(GeopriorWarning):
+    """A query beyond the prior's training extent, where its answer is extrapolation."""
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning] = GeopriorWarning) -> None:
+    """Issue a warning attributed to the first caller outside geoprior (so the file and line
+    shown are the user's, however deep in the library it was found)."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def show(value: object) -> str:

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -315,3 +316,82 @@ def test_convert_then_train_from_the_column_store(obs_csv, tmp_path):
     assert "ColumnStore" in result.stderr
     prior = load_prior(out)
     assert prior.species == tuple(sorted(CENTRES)) and prior.header["n_observations"] == 120
+
+
+def test_rerank_matches_common_names_with_a_taxonomy(prior_dir, rerank_inputs, tmp_path):
+    d = rerank_inputs
+    taxonomy = tmp_path / "eBird_Taxonomy.csv"
+    pd.DataFrame(
+        {
+            "SPECIES_CODE": ["eurgam", "ausbet", "boralp"],
+            "PRIMARY_COM_NAME": ["European Gamma", "Southern Beta", "Northern Alpha"],
+            "SCI_NAME": ["Europaea gamma", "Australis beta", "Borealis alpha"],
+        }
+    ).to_csv(taxonomy, index=False)
+    (d / "common.txt").write_text("european_gamma\nausbet\nNorthern-Alpha\n")
+    args = ["rerank", prior_dir, d / "logits.npy", "--points", d / "points.csv", "-k", 2]
+    by_name = run(*args, "--classes", d / "classes.txt", "-o", d / "a.csv")
+    assert by_name.exit_code == 0, by_name.output
+    result = run(*args, "--classes", d / "common.txt", "-o", d / "b.csv")
+    assert_error(result, "Pass taxonomy=FILE")
+    result = run(*args, "--classes", d / "common.txt", "-o", d / "b.csv", "--taxonomy", taxonomy)
+    assert result.exit_code == 0, result.output
+    a, b = pd.read_csv(d / "a.csv"), pd.read_csv(d / "b.csv")
+    rename = dict(zip(["Europaea gamma", "Australis beta", "Borealis alpha"],
+                      ["european_gamma", "ausbet", "Northern-Alpha"], strict=True))
+    pd.testing.assert_frame_equal(b, a.replace(rename))
+
+
+def test_warnings_are_one_line_on_stderr(prior_dir, rerank_inputs):
+    d = rerank_inputs
+    logits = np.load(d / "logits.npy")
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.save(d / "probs.npy", probs)
+    args = ["rerank", prior_dir, d / "probs.npy", "--classes", d / "classes.txt"]
+    result = run(*args, "--points", d / "points.csv", "-o", d / "out.csv")
+    assert result.exit_code == 0, result.output
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("warning: logits look like probabilities: all 4 rows")
+    assert "Traceback" not in result.stderr and ".py:" not in result.stderr
+
+
+def test_dash_writes_text_tables_to_stdout_and_never_a_file_named_dash(
+    prior_dir, rerank_inputs, obs_csv, monkeypatch
+):
+    d = rerank_inputs
+    runner = CliRunner()
+    monkeypatch.chdir(d)
+    # the working folder is d: a file named "-" would land there
+    rerank_args = ["rerank", str(prior_dir), str(d / "logits.npy"), "--classes",
+                   str(d / "classes.txt"), "--points", str(d / "points.csv"), "-k", "2"]
+    result = runner.invoke(main, [*rerank_args, "-o", "-"])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(pd.io.common.StringIO(result.stdout))
+    assert len(frame) == 4 and "species_1" in frame.columns
+    assert "top-1 predictions changed; printed them" in result.stderr
+    result = runner.invoke(main, [*rerank_args, "-o", "out.parquet"])
+    assert result.exit_code == 0, result.output
+    pd.testing.assert_frame_equal(pd.read_parquet("out.parquet"), frame, check_dtype=False)
+    result = runner.invoke(main, [*rerank_args, "-o", "out.xlsx"])
+    assert_error(result, "cannot write a table to a .xlsx file")
+    predict = ["predict", str(prior_dir), "--lat", "48", "--lon", "10", "-k", "2"]
+    result = runner.invoke(main, [*predict, "-o", "-", "--format", "json"])
+    assert result.exit_code == 0 and json.loads(result.stdout)[0]["rank"] == 1
+    result = runner.invoke(main, [*predict, "-o", "top.csv"])
+    assert result.exit_code == 0 and "wrote 2 rows to top.csv" in result.stderr
+    assert pd.read_csv("top.csv")["rank"].tolist() == [1, 2] and result.stdout == ""
+    assert_error(runner.invoke(main, [*predict, "-o", "top.csv"]), "--overwrite")
+    assert_error(runner.invoke(main, [*predict, "-o", "t.csv", "--format", "json"]),
+                 "does not match", code=2)
+    # binary outputs and folders refuse it, before any work
+    assert_error(runner.invoke(main, ["convert", str(obs_csv), "-o", "-"]),
+                 "-o - means standard output, which cannot take a column store (a folder)")
+    assert_error(runner.invoke(main, ["train", str(obs_csv), "-o", "-", *TINY]),
+                 "cannot take a saved prior (a folder); give a folder name")
+    sl = ["species-list", str(prior_dir), "--lat", "48", "--lon", "10", "-o", "-"]
+    assert_error(runner.invoke(main, [*sl, "--format", "parquet"]), "'parquet' is not one of",
+                 code=2)
+    result = runner.invoke(main, sl)
+    assert result.exit_code == 0 and result.stdout.split()[0] == "rank"
+    assert "," not in result.stdout  # the printed table, not CSV
+    assert not (d / "-").exists() and not Path("-").exists()

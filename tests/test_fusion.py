@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -36,6 +38,7 @@ from geoprior.fusion import (
     fuse_with_flags,
     rerank,
 )
+from geoprior.io.taxonomy import read_taxonomy
 from geoprior.priors.protocol import Prior
 from geoprior.query import prepare_query
 
@@ -83,6 +86,10 @@ logit_rows = hnp.arrays(
 )
 
 
+# arbitrary arrays of logits may look like probabilities: the maths is tested, not the warning
+ANY_LOGITS = pytest.mark.filterwarnings("ignore::geoprior.errors.ProbabilitiesAsLogitsWarning")
+
+
 def prior_like(logits, seed=0):
     """Random prior probabilities, with exact zeros in the first column."""
     p = np.random.default_rng(seed).uniform(0, 1, logits.shape)
@@ -95,6 +102,7 @@ def test_bandprior_is_a_prior():
     assert isinstance(BandPrior(["a"], [0.0]), Prior)
 
 
+@ANY_LOGITS
 @SETTINGS
 @given(logit_rows, st.floats(0.001, 1.0))
 def test_uniform_prior_keeps_classifier(logits, c):
@@ -105,6 +113,7 @@ def test_uniform_prior_keeps_classifier(logits, c):
     assert (np.diff(np.take_along_axis(out_w, order, axis=-1), axis=-1) <= 1e-5).all()
 
 
+@ANY_LOGITS
 @SETTINGS
 @given(logit_rows, st.floats(-50, 50), st.floats(0.2, 5))
 def test_weight_zero_is_identity_and_shift_invariant(logits, shift, t):
@@ -116,6 +125,7 @@ def test_weight_zero_is_identity_and_shift_invariant(logits, shift, t):
     np.testing.assert_allclose(a, b, atol=1e-3)
 
 
+@ANY_LOGITS
 @SETTINGS
 @given(logit_rows, st.sampled_from(["product", "floor", "filter", "none"]))
 def test_rows_are_log_probabilities(logits, mode):
@@ -133,6 +143,7 @@ def test_rows_are_log_probabilities(logits, mode):
         assert np.isfinite(out).all()
 
 
+@ANY_LOGITS
 @SETTINGS
 @given(logit_rows)
 def test_none_and_floor_one_are_the_classifier(logits):
@@ -142,6 +153,7 @@ def test_none_and_floor_one_are_the_classifier(logits):
                                log_softmax(logits), atol=2e-4)
 
 
+@ANY_LOGITS
 @SETTINGS
 @given(logit_rows, st.sampled_from(["product", "floor", "filter", "none"]))
 def test_jit_equals_eager(logits, mode):
@@ -302,6 +314,153 @@ def test_alignment_errors():
             align_classes(classes, species)
     with pytest.raises(ClassMismatchError, match=r"\(2, 5\)"):
         align_classes(SPECIES, SPECIES).apply(np.ones((2, 5)))
+
+
+# ---------------------------------------------------------------------------- taxonomy
+# a small eBird-style taxonomy (the real file's columns) of the alignment species
+EBIRD = pd.DataFrame(
+    {
+        "TAXON_ORDER": [1, 2, 3, 4, 5, 6, 7, 8],
+        "CATEGORY": ["species"] * 6 + ["issf", "species"],
+        "SPECIES_CODE": ["amerob", "easblu", "bkcchi", "carchi", "easmea", "wesmea", "amerob1",
+                         "btnwar"],
+        "PRIMARY_COM_NAME": ["American Robin", "Eastern Bluebird", "Black-capped Chickadee",
+                             "Carolina Chickadee", "Eastern Meadowlark", "Western Meadowlark",
+                             "American Robin (migratorius Group)", "Black-throated Green Warbler"],
+        "SCI_NAME": SPECIES + ["Turdus migratorius migratorius", "Setophaga virens"],
+        "REPORT_AS": [""] * 6 + ["amerob", ""],
+    }
+)  # fmt: skip
+CODES = EBIRD["SPECIES_CODE"].tolist()[:6]
+COMMON = EBIRD["PRIMARY_COM_NAME"].tolist()[:6]
+# a GBIF backbone extract: an older synonym, and one common name for two species
+GBIF = pd.DataFrame(
+    {
+        "taxonID": ["2490", "2491", "2482", "2483", "2484"],
+        "scientificName": ["Setophaga virens (Gmelin, 1789)", "Dendroica virens (Gmelin, 1789)",
+                           "Turdus migratorius Linnaeus, 1766", "Erithacus rubecula (L., 1758)",
+                           "Sialia sialis (Linnaeus, 1758)"],
+        "taxonomicStatus": ["accepted", "synonym", "accepted", "accepted", "accepted"],
+        "acceptedNameUsageID": ["", "2490", "", "", ""],
+        "taxonRank": ["species"] * 5,
+        "vernacularName": ["Black-throated Green Warbler", "", "Robin", "Robin",
+                           "Eastern Bluebird"],
+    }
+)  # fmt: skip
+
+
+def spell(name: str, how: int) -> str:
+    """One of the ways classifiers write a name."""
+    return [name, name.upper(), name.replace(" ", "_").lower(), name.replace(" ", "-"),
+            f"  {name.title()}  "][how]
+
+
+@SETTINGS
+@given(st.permutations(list(range(len(SPECIES)))),
+       st.lists(st.tuples(st.sampled_from(["sci", "code", "common"]), st.integers(0, 4)),
+                min_size=len(SPECIES), max_size=len(SPECIES)))
+def test_taxonomy_alignment_recovers_permutation_whatever_the_labels(perm, forms):
+    names = {"sci": SPECIES, "code": CODES, "common": COMMON}
+    classes = [spell(names[kind][i], how) for i, (kind, how) in zip(perm, forms, strict=True)]
+    a = align_classes(classes, SPECIES, taxonomy=EBIRD)
+    np.testing.assert_array_equal(a.index, perm)
+    for (kind, _), how in zip(forms, a.how, strict=True):
+        assert how in ("name", "spelling") if kind == "sci" else how.startswith("taxonomy: ")
+
+
+def test_taxonomy_alignment_common_names_codes_synonyms_and_subspecies():
+    classes = ["American Robin", "easblu", "black-capped_chickadee",
+               "Turdus migratorius migratorius", "American Robin (migratorius Group)"]
+    a = align_classes(classes, SPECIES, taxonomy=EBIRD)
+    np.testing.assert_array_equal(a.index, [0, 1, 2, 0, 0])
+    assert a.how == ("taxonomy: common name", "taxonomy: code", "taxonomy: common name",
+                     "subspecies", "taxonomy: subspecies of")
+    frame = a.to_frame()
+    assert frame.columns.tolist() == ["class", "species", "how"]
+    assert frame["species"].tolist() == [SPECIES[i] for i in a.index]
+    # the prior may be the one with codes: names resolve on both sides
+    a = align_classes(["Eastern Bluebird", "Turdus migratorius"], CODES, taxonomy=EBIRD)
+    np.testing.assert_array_equal(a.index, [1, 0])
+    # an older synonym, either way round; the GBIF table's authors are cut
+    prior = ["Setophaga virens", "Sialia sialis"]
+    a = align_classes(["Dendroica virens", "Eastern Bluebird"], prior, taxonomy=GBIF)
+    np.testing.assert_array_equal(a.index, [0, 1])
+    assert a.how == ("taxonomy: synonym", "taxonomy: common name")
+    a = align_classes(["Setophaga virens"], ["Dendroica virens"], taxonomy=GBIF)
+    assert a.index.tolist() == [0]
+
+
+def test_taxonomy_from_a_file_is_read_for_the_names_only(tmp_path):
+    path = tmp_path / "eBird_Taxonomy_v2021.csv"
+    EBIRD.to_csv(path, index=False, encoding="utf-8-sig")
+    a = align_classes(COMMON[::-1], SPECIES, taxonomy=path)
+    np.testing.assert_array_equal(a.index, np.arange(len(SPECIES))[::-1])
+    tax = read_taxonomy(path)
+    assert align_classes(CODES, SPECIES, taxonomy=tax).index.tolist() == list(range(6))
+
+
+def test_long_numbered_and_hyphenated_labels_match_without_a_taxonomy():
+    prior = ["Setophaga virens", "Diomedea nigripes", "Turdus migratorius migratorius"]
+    classes = ["04837_Animalia_Chordata_Aves_Passeriformes_Parulidae_Setophaga_virens",
+               "001.Diomedea_nigripes",
+               "Animalia_Chordata_Aves_Passeriformes_Turdidae_Turdus_migratorius_migratorius"]
+    a = align_classes(classes, prior)
+    np.testing.assert_array_equal(a.index, [0, 1, 2])
+    assert a.how == ("long name", "name", "long name")
+    a = align_classes(["Setophaga-virens", "DIOMEDEA  NIGRIPES"], prior)
+    assert a.index.tolist() == [0, 1] and a.how == ("spelling", "name")
+    # a prior labelled with long names works as well
+    assert align_classes(["Setophaga virens"], classes[:1]).index.tolist() == [0]
+
+
+def test_ambiguous_names_are_errors_naming_the_candidates():
+    with pytest.raises(ClassMismatchError, match=r"1 classifier class\(es\) are ambiguous: "
+                       r"'Robin' is the common name of 2 taxa in the taxonomy: Turdus "
+                       r"migratorius \(Robin\); Erithacus rubecula \(Robin\).*synonyms="):
+        align_classes(["Robin", "Setophaga virens"], ["Turdus migratorius", "Setophaga virens"],
+                      taxonomy=GBIF, missing="neutral")  # even when only one is in the prior
+    # synonyms choose
+    a = align_classes(["Robin"], ["Turdus migratorius"], taxonomy=GBIF,
+                      synonyms={"Robin": "Turdus migratorius"})
+    assert a.how == ("synonyms",)
+    # one taxon, two prior species: which one is not guessed
+    with pytest.raises(ClassMismatchError, match=r"'Black-throated Green Warbler' \(taxonomy: "
+                       r"common name .*\) matches 2 prior species: 'Setophaga virens', "
+                       r"'Dendroica virens'"):
+        align_classes(["Black-throated Green Warbler"], ["Setophaga virens", "Dendroica virens"],
+                      taxonomy=GBIF)
+
+
+def test_nothing_matches_shows_classes_beside_species_and_what_to_pass():
+    classes = ["amerob", "easblu", "bkcchi", "carchi", "easmea"]
+    with pytest.raises(ClassMismatchError) as info:
+        align_classes(classes, SPECIES)
+    message = str(info.value)
+    assert ("none of the 5 classifier classes matches any of the prior's 6 species: classifier "
+            "classes 'amerob', 'easblu', 'bkcchi', 'carchi' and 1 more beside prior species 'Turdus "
+            "migratorius', 'Sialia sialis', 'Poecile atricapillus', 'Poecile carolinensis' and 2 "
+            "more. Pass taxonomy=FILE")\
+        in message
+    assert "taxonomy=FILE" in message and "synonyms={" in message and "\n" not in message
+    with pytest.raises(ClassMismatchError, match=r"The GBIF taxonomy \(DataFrame, 5 taxa\) knows "
+                       r"0 of these 5 classes and 2 of the prior's 6 species"):
+        align_classes(classes, SPECIES, taxonomy=GBIF)
+    with pytest.raises(ClassMismatchError, match=r"1 of 2 .*'Mystery bird'.*taxonomy=FILE.*"
+                                                 r"missing='neutral'"):
+        align_classes(["Sialia sialis", "Mystery bird"], SPECIES)
+    with pytest.raises(FormatError, match="not a taxonomy table"):
+        align_classes(classes, SPECIES, taxonomy=pd.DataFrame({"x": [1]}))
+
+
+def test_rerank_with_a_taxonomy_equals_rerank_with_scientific_names():
+    logits, lat, lon = meadowlark_case()
+    prior = BandPrior(CLASSES, CENTRES, width=8.0)
+    common = ["Eastern Meadowlark", "western_meadowlark", "amerob"]
+    by_name = rerank(logits, CLASSES, prior, lat, lon, k=2)
+    by_taxonomy = rerank(logits, common, prior, lat, lon, k=2, taxonomy=EBIRD)
+    np.testing.assert_array_equal(by_taxonomy.top_index, by_name.top_index)
+    np.testing.assert_allclose(by_taxonomy.log_probs, by_name.log_probs)
+    assert by_taxonomy.classes == tuple(common)
 
 
 # ---------------------------------------------------------------------------- rerank
@@ -517,3 +676,97 @@ def test_rerank_outside_range_uses_presence_like_its_thresholds(trained_prior, s
     result = rerank(logits, trained_prior.species, trained_prior, obs.lat, obs.lon, obs.date)
     # LPT thresholds keep about 95% of a species' own records in range
     assert result.outside_range.mean() < 0.25
+
+
+# ---------------------------------------------------------------------------- warnings
+def softmax(x):
+    return np.exp(log_softmax(x))
+
+
+def test_probabilities_passed_as_logits_warn_at_every_entry_point():
+    from geoprior.errors import GeopriorWarning, ProbabilitiesAsLogitsWarning
+
+    logits, lat, lon = meadowlark_case()
+    probs = softmax(logits)
+    prior = BandPrior(CLASSES, CENTRES, width=8.0)
+    calls = [
+        lambda x: fuse(x, prior_like(x)),
+        lambda x: fuse_with_flags(x, prior_like(x), mode="filter"),
+        lambda x: rerank(x, CLASSES, prior, lat, lon),
+        lambda x: fit_fusion(x, np.zeros(len(x), int), prior_like(x), modes=("product",)),
+    ]
+    for call in calls:
+        with pytest.warns(ProbabilitiesAsLogitsWarning, match=r"logits look like probabilities: "
+                          r"all 5 rows are in \[0, 1\] and sum to 1.*np\.log\(p\)") as info:
+            call(probs)
+        assert issubclass(info[0].category, GeopriorWarning) and issubclass(
+            info[0].category, UserWarning)
+        assert info[0].filename == __file__  # attributed to the caller, not the library
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for call in calls:  # real logits, and log-probabilities, are fine
+            call(logits)
+            call(np.log(probs))
+        fuse(np.array([[0.0, 1.0], [1.0, 0.0]]), np.ones(2))  # one-hot: not probabilities
+        jax.jit(fuse, static_argnames="mode")(jnp.asarray(probs), jnp.ones(3), mode="product")
+
+
+def test_sigmoid_scores_passed_as_logits_warn():
+    from geoprior.errors import ProbabilitiesAsLogitsWarning
+
+    scores = np.random.default_rng(0).uniform(0.0, 0.4, (40, 5))  # rows do not sum to 1
+    with pytest.warns(ProbabilitiesAsLogitsWarning, match=r"per-class scores.*all 200 values.*"
+                                                         r"log\(p / \(1 - p\)\)"):
+        fuse(scores, prior_like(scores))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fuse(scores[:10], prior_like(scores[:10]))  # 50 values: too few to tell
+        fuse(np.zeros((40, 5)), np.ones(5))  # constant: an uninformative classifier
+
+
+def test_swapped_coordinates_warn_against_the_extent_or_land(trained_prior):
+    from geoprior.errors import SwappedCoordinatesWarning
+
+    names = list(trained_prior.species)
+    logits = np.zeros((4, len(names)))
+    # places near (48, 10), the European species' centre, given as (lon, lat)
+    lat, lon = np.array([10.0, 10.5, 9.5, np.nan]), np.array([48.0, 47.5, 48.5, np.nan])
+    with pytest.warns(SwappedCoordinatesWarning, match=r"3 of 3 places are outside the prior's "
+                      r"training extent as given but inside it with latitude and longitude "
+                      r"exchanged \(first: lat=10.0, lon=48.0\)"):
+        rerank(logits, names, trained_prior, lat, lon)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SwappedCoordinatesWarning)
+        rerank(logits, names, trained_prior, lon, lat)  # the right way round
+    # a prior without an extent: land is the reference (England, lon first)
+    prior = BandPrior(CLASSES, CENTRES)
+    with pytest.warns(SwappedCoordinatesWarning, match="3 of 3 places are at sea as given but "
+                                                       "on land"):
+        rerank(np.zeros((3, 3)), CLASSES, prior, [0.1, -0.1, -2.2], [52.2, 51.5, 53.4])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SwappedCoordinatesWarning)
+        rerank(np.zeros((3, 3)), CLASSES, prior, [52.2, 51.5, 53.4], [0.1, -0.1, -2.2])
+        # one place of three at sea is not "most"
+        rerank(np.zeros((3, 3)), CLASSES, prior, [0.1, 51.5, 53.4], [52.2, -0.1, -2.2])
+
+
+def test_latitudes_beyond_90_that_fit_as_longitudes_say_so():
+    prior = BandPrior(CLASSES, CENTRES)
+    with pytest.raises(CoordinateError, match=r"1 of 2 latitudes outside .*are latitude and "
+                                              r"longitude swapped\?"):
+        rerank(np.zeros((2, 3)), CLASSES, prior, [-71.3, -93.1], [44.1, 44.9])
+    with pytest.raises(CoordinateError) as info:
+        rerank(np.zeros((2, 3)), CLASSES, prior, [95.0, 40.0], [120.0, 10.0])
+    assert "swapped" not in str(info.value)  # a longitude of 120 is no latitude
+
+
+@SETTINGS
+@given(hnp.arrays(np.float64, st.integers(1, 12), elements=st.floats(-90, 90)),
+       st.integers(0, 2**31))
+def test_a_swap_warning_never_fires_both_ways(lat, seed):
+    from geoprior.fusion.checks import warn_if_swapped
+
+    lon = np.random.default_rng(seed).uniform(-90, 90, lat.size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert not (warn_if_swapped(lat, lon) and warn_if_swapped(lon, lat))

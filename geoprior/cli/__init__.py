@@ -15,6 +15,7 @@ from __future__ import annotations
 import click
 
 from . import convert, predict, range_map, rerank, species, train
+from . import species_list as species_list_command
 from .options import Group
 
 __all__ = ["main"]
@@ -36,5 +37,6 @@ for _command in (
     species.species,
     rerank.rerank,
     range_map.range_map,
+    species_list_command.species_list,
 ):
     main.add_command(_command)

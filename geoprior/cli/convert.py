@@ -17,7 +17,7 @@ from .options import (
 
 @click.command(cls=Command)
 @click.argument("sources", nargs=-1, required=True)
-@output_option("Folder to write.")
+@output_option("Folder to write (a folder: not '-', standard output).")
 @click.option(
     "--covariate", "covariates", multiple=True, help="A covariate column to keep (repeatable)."
 )

@@ -9,6 +9,7 @@ import codecs
 import errno
 import json
 import os
+import warnings
 from pathlib import Path
 
 import click
@@ -20,6 +21,7 @@ __all__ = [
     "Command",
     "Group",
     "encoding_option",
+    "format_option",
     "load_observations",
     "on_invalid_option",
     "output_option",
@@ -27,6 +29,7 @@ __all__ = [
     "parse_set",
     "prior_argument",
     "quiet_option",
+    "table_output",
     "threshold_option",
 ]
 
@@ -84,14 +87,22 @@ def user_path(e: OSError, params: dict) -> str | None:
     return None
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one ``warning: ...`` line on stderr (no file, line or source)."""
+    click.echo(f"warning: {message}", err=True)
+
+
 class Group(click.Group):
-    """Turns GeopriorError into exit code 1 with one line on stderr."""
+    """Turns GeopriorError into exit code 1 with one line on stderr, and each warning into
+    one ``warning: ...`` line on stderr."""
 
     command_class = Command
 
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = show_warning
+                return super().invoke(ctx)
         except GeopriorError as e:
             if ctx.obj and ctx.obj.get("verbose"):
                 raise
@@ -132,9 +143,47 @@ overwrite_option = click.option("--overwrite", is_flag=True, help="Replace an ex
 quiet_option = click.option("--quiet", is_flag=True, help="No progress bar.")
 
 
-def output_option(what: str):
-    """The required ``-o/--output`` path; ``what`` is its help text (what the command writes)."""
-    return click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help=what)
+def output_option(what: str, *, required: bool = True, stdout: bool = False):
+    """The ``-o/--output`` path; ``what`` is its help text (what the command writes);
+    ``stdout``: ``-`` writes to standard output (see :func:`geoprior.outputs.check_output`)."""
+    if stdout:
+        what += " '-' writes to standard output."
+    return click.option(
+        "-o", "--output", required=required, type=click.Path(path_type=Path), help=what
+    )
+
+
+def format_option(default: str = "table"):
+    """``--format``: how a table printed to standard output looks; a file's suffix gives its
+    own format."""
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["table", "csv", "tsv", "json"]),
+        default=None,
+        help=f"How to print to standard output (default {default}); with -o FILE the suffix "
+        "decides (.csv, .tsv, .json, .parquet).",
+    )
+
+
+def table_output(output: Path | None, fmt: str | None, overwrite: bool, default: str = "table"):
+    """The output (``-`` when none is given) and its table format, checked before any work:
+    ``--format`` must agree with a file's suffix (a usage error otherwise)."""
+    from ..errors import FormatError
+    from ..outputs import STDOUT, check_output, is_stdout, table_format
+
+    output = Path(STDOUT) if output is None else output
+    if is_stdout(output):
+        fmt = table_format(output, fmt or default)
+    else:
+        try:
+            fmt = table_format(output, fmt)
+        except FormatError as e:
+            if fmt is None:
+                raise
+            raise click.UsageError(str(e)) from None
+    check_output(output, overwrite, stdout=True)
+    return output, fmt
 
 
 def load_observations(

@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 
 from .covariates import covariates_option, rasters_for
-from .options import Command, prior_argument
+from .options import (
+    Command,
+    format_option,
+    output_option,
+    overwrite_option,
+    prior_argument,
+    table_output,
+)
 
 
 @click.command(cls=Command)
@@ -14,18 +21,15 @@ from .options import Command, prior_argument
 @click.option("--lon", type=float, required=True, help="Longitude, degrees.")
 @click.option("--date", default=None, help="YYYY-MM-DD (omit for a year-round prior).")
 @click.option("-k", "k", default=10, show_default=True, help="How many species.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-)
+@format_option()
 @covariates_option(
     "For a prior trained with covariates: the rasters to sample at the place (default: "
     "those the prior records)."
 )
-def predict(prior, lat, lon, date, k, fmt, covariates):
+@output_option("Write the table to FILE (.csv, .tsv, .json, .parquet) instead of printing it.",
+               required=False, stdout=True)
+@overwrite_option
+def predict(prior, lat, lon, date, k, fmt, covariates, output, overwrite):
     """The K most likely species at a place (and date).
 
     ``prob`` is the probability that an observation made there (then) is of the species:
@@ -33,12 +37,20 @@ def predict(prior, lat, lon, date, k, fmt, covariates):
     with a presence output adds ``presence``, the probability that the species occurs
     there at all, and ``outside_extent``, true beyond the training data's extent (a
     warning on stderr says how far)."""
+    from ..errors import CoordinateError
+    from ..fusion.checks import swap_hint, warn_if_swapped
+    from ..outputs import is_stdout, write_table
     from ..persistence import load_prior
 
+    output, fmt = table_output(output, fmt, overwrite)
     loaded = load_prior(prior)
     rasters = rasters_for(loaded, covariates)
     cov = {} if rasters is None else {"covariates": rasters.sample(lat, lon, what="query places")}
-    frame = loaded.top_k(lat, lon, date, k=k, **cov).drop(columns="row")
+    try:
+        frame = loaded.top_k(lat, lon, date, k=k, **cov).drop(columns="row")
+    except CoordinateError as e:
+        raise CoordinateError(str(e) + swap_hint(lat, lon)) from None
+    warn_if_swapped(lat, lon, loaded)
     when = f" on {date}" if date else " (any date)"
     meaning = f"prob: the probability that an observation made here{when} is of the species"
     outputs = getattr(loaded, "outputs", ("observation",))
@@ -60,9 +72,6 @@ def predict(prior, lat, lon, date, k, fmt, covariates):
                 err=True,
             )
     click.echo(meaning, err=True)
-    if fmt == "csv":
-        click.echo(frame.to_csv(index=False), nl=False)
-    elif fmt == "json":
-        click.echo(frame.to_json(orient="records"))
-    else:
-        click.echo(frame.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    write_table(frame, output, fmt=fmt)
+    if not is_stdout(output):
+        click.echo(f"wrote {len(frame)} rows to {output}", err=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import ClassMismatchError
-from ..outputs import check_output
+from ..outputs import check_output, table_format
 from .options import Command, encoding_option, output_option, overwrite_option, prior_argument
 
 
@@ -26,7 +26,8 @@ from .options import Command, encoding_option, output_option, overwrite_option, 
     type=click.Path(exists=True, path_type=Path),
     help="CSV with latitude, longitude (and date) per logits row; empty = no location.",
 )
-@output_option("Output CSV.")
+@output_option("Output table (.csv, .tsv, .json, .parquet; CSV to standard output).",
+               stdout=True)
 @click.option("-k", "k", default=5, show_default=True, help="Predictions kept per row.")
 @click.option(
     "--mode",
@@ -51,6 +52,13 @@ from .options import Command, encoding_option, output_option, overwrite_option, 
     show_default=True,
     help="Classes the prior does not know: fail, or give them a neutral prior.",
 )
+@click.option(
+    "--taxonomy",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Taxonomy table (eBird/Clements CSV, GBIF Taxon.tsv or backbone folder, iNaturalist "
+    "taxa) to match classes named by common name, code or an older synonym.",
+)
 @encoding_option
 @overwrite_option
 def rerank(
@@ -67,6 +75,7 @@ def rerank(
     temperature,
     params_file,
     missing,
+    taxonomy,
     encoding,
     overwrite,
 ):
@@ -74,9 +83,11 @@ def rerank(
     from ..fusion import FusionParams
     from ..fusion import rerank as rerank_rows
     from ..io.logits import read_classes, read_logits, read_points
-    from ..persistence import atomic_path, load_prior
+    from ..outputs import is_stdout, write_table
+    from ..persistence import load_prior
 
-    check_output(output, overwrite)
+    check_output(output, overwrite, stdout=True)
+    table_format(output)  # a suffix that is no table fails before the work
     values, names = read_logits(logits, encoding=encoding)
     if classes_file is not None:
         names = read_classes(classes_file, encoding=encoding)
@@ -103,12 +114,12 @@ def rerank(
         k=k,
         params=params,
         missing=missing,
+        taxonomy=taxonomy,
         **fusion,
     )
-    frame = result.to_frame()
-    with atomic_path(output) as tmp:
-        frame.to_csv(tmp, index=False)
+    write_table(result.to_frame(), output)
+    done = "printed them" if is_stdout(output) else f"wrote {output}"
     click.echo(
-        f"{int(result.changed.sum())} of {len(result)} top-1 predictions changed; wrote {output}",
+        f"{int(result.changed.sum())} of {len(result)} top-1 predictions changed; {done}",
         err=True,
     )

@@ -3,7 +3,9 @@
 The core, :func:`fuse`, is a pure function of arrays (jit-able, numpy or JAX input). Around
 it: :func:`align_classes` lines a classifier's class list up with a prior's species,
 :func:`rerank` queries a :class:`~geoprior.priors.protocol.Prior` and reports top-k lists with flags,
-and :func:`fit_fusion` picks the mode and its parameters on validation data. The modes:
+:func:`fit_fusion` picks the mode and its parameters on validation data, and
+:func:`species_list` lists the species to expect at a place (BirdNET's location filter).
+The modes:
 
 * ``"product"``: ``p(y | image)^(1/T) * p(y | place)^weight``, renormalised (Mac Aodha et
   al., ICCV 2019). Bayes-optimal when the classifier is calibrated and the prior is
@@ -27,6 +29,7 @@ from .fit import fit_fusion
 from .fuse import fuse, fuse_with_flags
 from .params import FusionParams
 from .rerank import RANGE_FRACTION, RerankResult, rerank
+from .species_list import species_list, week_dates
 
 __all__ = [
     "EPS",
@@ -42,4 +45,6 @@ __all__ = [
     "fuse",
     "fuse_with_flags",
     "rerank",
+    "species_list",
+    "week_dates",
 ]

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..core.fuse import grid_scores
 from ..errors import ClassMismatchError, ConfigError, EmptyDataError, describe_bad
-from .checks import check_logits, check_params, check_prior_probs
+from .checks import check_logits, check_params, check_prior_probs, warn_if_probabilities
 from .params import FusionParams
 
 __all__ = ["fit_fusion"]
@@ -138,6 +138,7 @@ def fit_fusion(
     for m in modes:
         check_params(m, 1.0, None, None, 1.0)
     logits = np.atleast_2d(check_logits(np.asarray(logits)))
+    warn_if_probabilities(logits)
     n, S = logits.shape
     if n == 0:
         raise EmptyDataError("fit_fusion needs at least one validation row, got 0")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 
 from ..core.fuse import FusionResult, fuse_core
-from .checks import check_logits, check_params, check_prior_probs
+from .checks import check_logits, check_params, check_prior_probs, warn_if_probabilities
 
 __all__ = ["fuse", "fuse_with_flags"]
 
@@ -32,6 +32,7 @@ def fuse_with_flags(
         True
     """
     logits = check_logits(logits)
+    warn_if_probabilities(logits)
     prior_probs = check_prior_probs(prior_probs, tuple(logits.shape))
     floor, threshold = check_params(mode, weight, floor, threshold, temperature)
     return fuse_core(logits, prior_probs, mode, weight, floor, threshold, temperature)
@@ -69,6 +70,10 @@ def fuse(
 
     Returns:
         A JAX array of log-probabilities, the shape of ``logits``; each row's logsumexp is 0.
+
+    Warns:
+        ProbabilitiesAsLogitsWarning: ``logits`` look like probabilities (see
+            :func:`~geoprior.fusion.checks.warn_if_probabilities`).
 
     Raises:
         NonFiniteError: NaN/inf logits or prior, naming how many rows and the first.

@@ -13,7 +13,14 @@ from ..errors import ClassMismatchError, ConfigError, CoordinateError, DateError
 from ..priors.protocol import predict_columns, predict_known, scores_columns
 from ..validation import coordinate_array, coordinate_problems, parse_dates
 from .align import align_classes
-from .checks import check_logits, check_params, check_prior_probs
+from .checks import (
+    check_logits,
+    check_params,
+    check_prior_probs,
+    swap_hint,
+    warn_if_probabilities,
+    warn_if_swapped,
+)
 from .params import FusionParams
 
 __all__ = ["RANGE_FRACTION", "RerankResult", "rerank"]
@@ -99,6 +106,7 @@ def rerank(
     k: int = 5,
     params: FusionParams | None = None,
     synonyms: Mapping[str, str] | None = None,
+    taxonomy=None,
     missing: str = "raise",
     batch_size: int = 4096,
     **fusion,
@@ -124,10 +132,15 @@ def rerank(
         date: ``None``, one date, or one per row (see :func:`~geoprior.query.prepare_query`).
         k: how many predictions to keep per row (at most ``S``).
         params: fitted :class:`FusionParams`; keyword ``fusion`` arguments override them.
-        synonyms, missing: passed to :func:`align_classes`.
+        synonyms, taxonomy, missing: passed to :func:`align_classes` (``taxonomy``: a
+            taxonomy table, to match common names, codes and older synonyms).
         batch_size: rows per ``prior.predict`` call.
         **fusion: ``mode``, ``weight``, ``floor``, ``threshold``, ``temperature`` (see
             :func:`fuse`).
+
+    Warns ``ProbabilitiesAsLogitsWarning`` when the logits look like probabilities and
+    ``SwappedCoordinatesWarning`` when most rows make sense only with latitude and
+    longitude exchanged (see :mod:`geoprior.fusion.checks`).
 
     Example:
         >>> import geoprior
@@ -143,6 +156,7 @@ def rerank(
         [True]
     """
     logits = np.atleast_2d(check_logits(np.asarray(logits)))
+    warn_if_probabilities(logits)
     n, S = logits.shape
     classes = list(classes)
     if len(classes) != S:
@@ -159,9 +173,12 @@ def rerank(
     mode = kw.get("mode", "product")
     weight, temperature = kw.get("weight", 1.0), kw.get("temperature", 1.0)
     floor, threshold = check_params(mode, weight, kw.get("floor"), kw.get("threshold"), temperature)
-    alignment = align_classes(classes, prior.species, synonyms=synonyms, missing=missing)
+    alignment = align_classes(
+        classes, prior.species, synonyms=synonyms, taxonomy=taxonomy, missing=missing
+    )
     lat, lon, dates = _locations(lat, lon, date, n)
     located = ~(np.isnan(lat) | np.isnan(lon))
+    warn_if_swapped(lat, lon, prior)
 
     n_species = len(alignment.species)
     aligned = np.full((n, S), np.nan)
@@ -244,7 +261,9 @@ def _locations(lat, lon, date, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarr
     lat, lon, masks, messages = coordinate_problems(lat, lon)
     problems = [m for r, m in messages.items() if not r.startswith("missing")]
     if problems:
-        raise CoordinateError("; ".join(problems) + " (NaN marks a row without location)")
+        raise CoordinateError(
+            "; ".join(problems) + " (NaN marks a row without location)" + swap_hint(lat, lon)
+        )
     if date is None:
         return lat, lon, None
     dates, masks, messages, _ = parse_dates(np.atleast_1d(np.asarray(date, dtype=object)))
