@@ -65,17 +65,28 @@ class TrainConfig:
         steps: ``"auto"``: chosen by ``validation`` where it runs; otherwise ``epochs``
             passes over the data, at least ``min_steps``, at most ``max_steps``.
         validation: ``"places"``: before the real run, train on the data less a fifth of
-            its distinct places, score the held-out places every ``eval_every`` steps (the
-            observation head's log-loss; the whole loss for one-head priors), stop
-            ``patience`` scores after the shortest run within one standard error of the
-            best, and train on all the data for that length (scaled to the full data's
-            size). ``"blocks"`` holds out whole regions instead (see
+            its distinct places (at most the ``steps`` rule's length), score the held-out
+            places every ``eval_every`` steps (see ``validation_score``), stop ``patience``
+            scores after the best, and train on all the data for the chosen length (scaled
+            to the full data's size). ``"blocks"`` holds out whole regions instead (see
             :func:`held_out_rows`); ``"none"``: the ``steps`` rule. ``"auto"``:
-            ``"places"`` when the network takes covariates (free inputs it can memorise:
-            measured, held-out places stop it before it does), ``"none"`` on location and
-            date alone (the anchors encoder and scale dropout regularise by construction,
-            and held-out log-loss stops such a network before its ranking is best:
-            measured in docs/model.md). Validation needs in-memory data on one process.
+            ``"places"`` for in-memory data on one process (a column store or a
+            multi-process run trains the ``steps`` rule). A place nobody recorded is the
+            question the rule's fixed length cannot answer: how long a run still
+            generalises there depends on the data (a few hundred steps on a region of
+            scattered single records, the whole rule on dense repeated surveys: measured
+            in docs/model.md). It costs a second, shorter run.
+        validation_score: what the held-out places are scored on. ``"ranking"``: each
+            species' ROC AUC of the presence output (its held-out records against the
+            other species' held-out records), on a running average of the weights, the
+            longest run as good as the best within the paired standard error (see
+            :class:`~geoprior.train.validate.Monitor`). ``"loss"``: the observation head's
+            log-loss (the whole loss for one-head priors), the shortest run within one
+            standard error of the best. ``"auto"``: ``"loss"`` when the network takes
+            covariates (free inputs it memorises fast: the log-loss stops it early, and
+            the ranking rule's longer runs lost to MaxEnt on disdat AWT) or the loss is
+            ``"maxent"``; ``"ranking"`` on location and date alone (where held-out
+            log-loss stops before the ranking is best). Measured in docs/model.md.
         cap_per_species: class-balanced sampling, at most this many rows of a species per
             epoch (``None``: every row, the data's own frequencies).
         use_covariates: feed the observations' covariates to the network.

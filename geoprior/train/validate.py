@@ -41,8 +41,6 @@ def validates(config: TrainConfig, data) -> bool:
                 f"steps='auto', got steps={config.steps}"
             )
         return False
-    if config.validation == "auto" and not (config.use_covariates and data.covariate_names):
-        return False
     if isinstance(data, Observations) and jax.process_count() == 1:
         return True
     if config.validation != "auto":
@@ -53,11 +51,13 @@ def validates(config: TrainConfig, data) -> bool:
     return False
 
 
-def validation_score(config: TrainConfig) -> str:
-    """What the held-out rows are scored on (see ``TrainConfig.validation_score``)."""
+def validation_score(config: TrainConfig, data) -> str:
+    """What the held-out places are scored on (see ``TrainConfig.validation_score``)."""
     if config.validation_score != "auto":
         return config.validation_score
-    return "ranking" if config.loss in ("joint", "an_full", "an_ssdl") else "loss"
+    if config.loss == "maxent" or (config.use_covariates and data.covariate_names):
+        return "loss"
+    return "ranking"
 
 
 def held_out_rows(obs: Observations, how: str, seed: int = 0) -> tuple[np.ndarray, dict]:
@@ -199,7 +199,7 @@ def choose_steps(
     res = dataclasses.replace(
         resolve_config(config, part, data_parallel=data_parallel), batch_size=batch
     )
-    score = validation_score(config)
+    score = validation_score(config, data)
     monitor = Monitor(val, config.eval_every, config.patience, config.seed, score)
     fit(part, res, monitor)
     best = monitor.best_step
