@@ -19,9 +19,17 @@ import numpy as np
 import shapely
 
 from ..errors import ConfigError, EmptyDataError, MissingDependencyError
-from .grid import merge_cells
+from ..geo import cells_from_strings
+from .grid import dissolve_cells
 
-__all__ = ["plot_range_map", "save_png", "land_outline"]
+__all__ = [
+    "check_request",
+    "land_outline",
+    "place_arrays",
+    "plot_range_map",
+    "require_pyplot",
+    "save_png",
+]
 
 LAND = "#ece8dc"
 LAND_EDGE = "#a39e8f"
@@ -34,7 +42,8 @@ SINGLE_SIZE = (10.0, 6.0)
 PANEL_SIZE = (4.5, 3.2)
 
 
-def _pyplot():
+def require_pyplot():
+    """matplotlib's pyplot (Agg), or MissingDependencyError saying how to install it."""
     try:
         import matplotlib
 
@@ -54,14 +63,57 @@ def land_outline() -> shapely.MultiPolygon:
         return shapely.from_wkb(path.read_bytes())
 
 
+def check_request(
+    n_species: int, *, monthly: bool, dissolved: bool = False, color: str | None = None
+) -> None:
+    """Refuse a picture that cannot be drawn, before the map is computed: a monthly picture
+    of more than one species, an unknown ``color``, probabilities of a dissolved map."""
+    if monthly and n_species > 1:
+        raise ConfigError(
+            f"a monthly picture shows one species; got {n_species}: draw them one by one "
+            "(or give --month/--date for one panel per species)"
+        )
+    if color is not None and color not in ("prob", "in_range"):
+        raise ConfigError(f"color must be 'prob' or 'in_range', got {color!r}")
+    if color == "prob" and dissolved:
+        raise ConfigError("a dissolved map has no probabilities: use color='in_range'")
+
+
+def place_arrays(places, species=None, month: int | None = None):
+    """Latitudes and longitudes of training places to draw: ``(lat, lon)`` arrays, or an
+    :class:`~geoprior.Observations` (then the presences of ``species``, and of ``month``
+    when given and the records have dates).
+
+    >>> place_arrays(([40.0, 41.0], [-75.0, -74.0]))
+    (array([40., 41.]), array([-75., -74.]))
+    """
+    if all(hasattr(places, a) for a in ("lat", "lon", "species_index", "species")):
+        keep = np.ones(len(places.lat), bool)
+        if species is not None:
+            names = list(places.species)
+            wanted = [names.index(s) for s in species if s in names]
+            keep &= np.isin(np.asarray(places.species_index), wanted)
+        dates = getattr(places, "date", None)
+        if month is not None and dates is not None:
+            months = np.asarray(dates, "datetime64[M]").astype(np.int64) % 12 + 1
+            keep &= ~np.isnat(np.asarray(dates)) & (months == month)
+        return np.asarray(places.lat, np.float64)[keep], np.asarray(places.lon, np.float64)[keep]
+    try:
+        lat, lon = (np.asarray(v, np.float64).ravel() for v in places)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"places must be (lat, lon) arrays or an Observations, got {type(places).__name__}"
+        ) from None
+    if lat.shape != lon.shape:
+        raise ConfigError(f"places: {lat.size} latitudes but {lon.size} longitudes")
+    return lat, lon
+
+
 def _panels(frame) -> list[tuple[str, object]]:
     """``(title, rows)`` of each panel: one per month, or one per species."""
     species = list(dict.fromkeys(frame["species"]))
     if "month" in frame.columns:
-        if len(species) > 1:
-            raise ConfigError(
-                f"a monthly picture shows one species; got {len(species)}: draw them one by one"
-            )
+        check_request(len(species), monthly=True)
         return [(calendar.month_name[int(m)], rows) for m, rows in frame.groupby("month")]
     when = frame.attrs.get("month")
     when = calendar.month_name[when] if when else frame.attrs.get("date") or "year-round"
@@ -121,7 +173,7 @@ def plot_range_map(
     >>> fig, axes = plt.subplots(1, 2)  # doctest: +SKIP
     >>> plot_range_map(geoprior.range_map(prior, "Setophaga virens", month=6), ax=axes[0])  # doctest: +SKIP
     """
-    plt = _pyplot()
+    plt = require_pyplot()
     from matplotlib.colors import PowerNorm
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -130,10 +182,7 @@ def plot_range_map(
         raise EmptyDataError("the range map has no rows to draw")
     cells = "prob" in frame.columns
     color = color or ("prob" if cells else "in_range")
-    if color not in ("prob", "in_range"):
-        raise ConfigError(f"color must be 'prob' or 'in_range', got {color!r}")
-    if color == "prob" and not cells:
-        raise ConfigError("a dissolved map has no probabilities: use color='in_range'")
+    check_request(1, monthly=False, dissolved=not cells, color=color)
     panels = _panels(frame)
     in_range = frame["in_range"].to_numpy(bool) if cells else ~frame.geometry.is_empty.to_numpy()
     extent = extent or _extent(frame, in_range)
@@ -174,11 +223,11 @@ def plot_range_map(
                 norm=norm,
                 linewidth=0,
             )
-            inside = shown.geometry[shown["in_range"].to_numpy(bool)].to_numpy()
+            inside = shown["h3_cell"][shown["in_range"].to_numpy(bool)]
             if inside.size:
                 _draw(
                     panel_ax,
-                    np.array([merge_cells(inside)]),
+                    np.array([dissolve_cells(cells_from_strings(inside))]),
                     facecolor="none",
                     edgecolor=OUTLINE,
                     linewidth=0.9,
@@ -251,11 +300,12 @@ def _draw(ax, geoms: np.ndarray, **style) -> None:
     ax.add_collection(collection)
 
 
-def save_png(frame, path: str | os.PathLike, **options) -> None:
-    """:func:`plot_range_map` saved as a PNG of ``figsize * dpi`` pixels."""
-    plt = _pyplot()
+def save_png(frame, path: str | os.PathLike, *, metadata: dict | None = None, **options) -> None:
+    """:func:`plot_range_map` saved as a PNG of ``figsize * dpi`` pixels; ``metadata``
+    (``{"Title": ..., "Description": ...}``) goes into its text chunks."""
+    plt = require_pyplot()
     fig = plot_range_map(frame, **options)
     try:
-        fig.savefig(path, format="png", dpi=fig.dpi)
+        fig.savefig(path, format="png", dpi=fig.dpi, metadata=metadata)
     finally:
         plt.close(fig)
