@@ -298,7 +298,9 @@ def test_a_panel_is_drawn_onto_the_axes_it_is_given_and_nowhere_else(west, thres
     fig, axes = plt.subplots(1, 2, figsize=(6, 3), dpi=40)
     try:
         figures = plt.get_fignums()
-        out = plot_range_map(one, ax=axes[1], title="blob", colorbar_label="blob score")
+        out = plot_range_map(
+            one, ax=axes[1], title="blob", colorbar_label="blob score", projection="lonlat"
+        )
         assert out is fig and plt.get_fignums() == figures  # no figure of its own
         assert axes[1].get_xlim() == (box[0], box[2]) and axes[1].get_ylim() == (30.0, 55.0)
         assert axes[1].get_title() == "blob" and not fig.get_suptitle()

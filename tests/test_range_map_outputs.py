@@ -387,3 +387,145 @@ def test_the_docs_explore_example_works_with_the_html_extra():
     page = m.get_root().render()
     assert "L.geoJson" in page or "geo_json" in page
     assert frame.explore(column="prob").get_root().render()
+
+
+# ---------------------------------------------------------------------------- pictures
+def _cell_collections(ax):
+    from matplotlib.collections import PathCollection
+
+    return [c for c in ax.collections if isinstance(c, PathCollection) and c.get_array() is not None]
+
+
+def test_a_regional_picture_is_equal_area_with_basemap_labels_title_and_places():
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from matplotlib.collections import LineCollection
+
+    from geoprior.maps.plot import choose_projection, plot_range_map, project_points
+
+    frame = range_map(ExtentPrior(), "Setophaga virens", res=2, threshold=0.5, month=6)
+    frame.attrs["output"] = "presence"
+    fig = plot_range_map(frame, places=([43.0, 44.5], [-75.0, -72.0]))
+    try:
+        ax = fig.axes[0]
+        assert ax.geoprior_projection.startswith("+proj=laea")
+        assert ax.geoprior_projection == choose_projection(ax_extent := _view(frame))
+        w, s, e, n = ax_extent
+        assert w < -75 < e and s < 43 < n
+        # the view holds the in-range cells: their centres project inside the axes
+        inside = frame[frame.in_range]
+        lat, lon = np.array([h3.cell_to_latlng(c) for c in inside.h3_cell]).T
+        x, y = project_points(ax, lat, lon)
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        assert ((x > x0) & (x < x1) & (y > y0) & (y < y1)).all()
+        title = ax.get_title()
+        assert "Setophaga virens (Black-throated green warbler)" in title and "June" in title
+        assert "p ≥ 0.5" in title and "given threshold" in title
+        assert [a.get_ylabel() for a in fig.axes[1:]] == ["presence probability (square-root scale)"]
+        labels = [t.get_text() for t in ax.texts]
+        assert any(t.endswith("°N") for t in labels) and any(t.endswith("°W") for t in labels)
+        lines = [c for c in ax.collections if isinstance(c, LineCollection)]
+        assert len(lines) >= 3  # borders (with halo), graticule
+        legend = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert legend == ["in range (p ≥ 0.5)", "training places (2)"]
+        (dots,) = [c for c in ax.collections if c.get_gid() == "training places"]
+        assert len(dots.get_offsets()) == 2
+    finally:
+        plt.close(fig)
+
+
+def _view(frame):
+    from geoprior.maps.plot import view_extent
+
+    return view_extent(frame)
+
+
+def test_a_world_picture_is_equal_earth_and_the_antimeridian_is_cut():
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from geoprior.maps.plot import plot_range_map
+
+    frame = range_map(ExtentPrior(), list(CENTRES), res=1, threshold=0.3)
+    fig = plot_range_map(frame, extent=(-180, -90, 180, 90))
+    try:
+        panels = [a for a in fig.axes if hasattr(a, "geoprior_projection")]
+        assert len(panels) == 2
+        assert all(a.geoprior_projection.startswith("+proj=eqearth") for a in panels)
+        for ax in panels:
+            width = np.diff(ax.get_xlim())[0]
+            for collection in _cell_collections(ax):
+                wide = [np.ptp(p.vertices[:, 0]) > width / 4 for p in collection.get_paths()]
+                assert sum(wide) <= 2  # none drawn across the map: only the two polar cells
+    finally:
+        plt.close(fig)
+    # a view across the antimeridian is centred on it
+    class Bering(ExtentPrior):
+        def predict(self, lat, lon, date=None):
+            lat, lon = np.atleast_1d(lat), np.atleast_1d(lon)
+            d = (lat - 66.0) ** 2 + ((lon % 360.0 - 180.0) * 0.5) ** 2
+            p = np.exp(-d / 100.0).astype(np.float32)
+            return np.stack([p, p], 1)
+
+    bering = range_map(Bering(), "Setophaga virens", res=2, threshold=0.5)
+    w, s, e, n = _view(bering)
+    assert w < 180 < e and e - w < 120
+    fig = plot_range_map(bering)
+    try:
+        ax = fig.axes[0]
+        lon_0 = float(re.search(r"\+lon_0=(\S+)", ax.geoprior_projection).group(1))
+        assert abs((lon_0 + 180.0) % 360.0 - 180.0) > 170  # centred near the antimeridian
+        width = np.diff(ax.get_xlim())[0]
+        for collection in _cell_collections(ax):
+            assert all(np.ptp(p.vertices[:, 0]) < width / 4 for p in collection.get_paths())
+    finally:
+        plt.close(fig)
+
+
+def test_monthly_panels_share_one_colour_scale_and_show_that_months_places():
+    plt = pytest.importorskip("matplotlib.pyplot")
+    from geoprior import Observations
+    from geoprior.maps.plot import plot_range_map
+
+    class Seasonal(ExtentPrior):
+        uses_date = True
+
+        def predict(self, lat, lon, date=None):
+            out = super().predict(lat, lon)
+            return out * np.float32((np.datetime64(date, "M").astype(int) % 12 + 1) / 12.0)
+
+    frame = monthly_range_maps(Seasonal(), "Setophaga virens", res=1, threshold=0.5)
+    obs = Observations.from_arrays(
+        [43.0, 44.0, 45.0, -25.0], [-75.0, -74.0, -73.0, 135.0],
+        ["Setophaga virens"] * 3 + ["Dromaius novaehollandiae"],
+        date=["2021-06-02", "2021-06-20", "2021-01-05", "2021-06-01"],
+    )
+    fig = plot_range_map(frame, places=obs, dpi=30)
+    try:
+        panels = [a for a in fig.axes if hasattr(a, "geoprior_projection")]
+        assert [a.get_title() for a in panels] == [
+            "January", "February", "March", "April", "May", "June", "July", "August",
+            "September", "October", "November", "December",
+        ]
+        norms = {id(c.norm) for a in panels for c in _cell_collections(a)}
+        assert len(norms) == 1  # one colour scale
+        (norm,) = {c.norm for a in panels for c in _cell_collections(a)}
+        assert norm.vmax == pytest.approx(float(frame.prob.max()))
+        counts = [
+            sum(len(c.get_offsets()) for c in a.collections if c.get_gid() == "training places")
+            for a in panels
+        ]
+        assert counts[5] == 2 and counts[0] == 1 and sum(counts) == 3  # June, January only
+        assert "Setophaga virens (Black-throated green warbler)" in fig.get_suptitle()
+        assert "p ≥ 0.5" in fig.get_suptitle()
+    finally:
+        plt.close(fig)
+
+
+def test_cli_draws_the_training_places(saved_prior, tmp_path):
+    pytest.importorskip("matplotlib")
+    runner = CliRunner()
+    base = ["range-map", str(saved_prior), "Borealis alpha", "--res", "1", "--month", "6"]
+    png = tmp_path / "m.png"
+    result = runner.invoke(main, [*base, "--places", "-o", str(png)])
+    assert result.exit_code == 0, result.output
+    assert png.stat().st_size > 0
+    bad = runner.invoke(main, [*base, "--places", "-o", str(tmp_path / "m.csv")])
+    assert bad.exit_code == 2 and "--places" in bad.output

@@ -87,6 +87,13 @@ CELLS_HELP = (
     help="PNG: colour cells by probability (default) or show the cells in range.",
 )
 @click.option(
+    "--places",
+    "show_places",
+    is_flag=True,
+    help="PNG/HTML: draw the training places: the species' records in --observations (each "
+    "month's in a monthly picture), else the places the prior keeps (a GeoPrior's).",
+)
+@click.option(
     "--all-species",
     is_flag=True,
     help="Every species of PRIOR to one GeoParquet (streamed in chunks; in-range cells).",
@@ -110,6 +117,7 @@ def range_map(
     cells,
     dissolve,
     color,
+    show_places,
     all_species,
     overwrite,
     quiet,
@@ -144,6 +152,8 @@ def range_map(
         raise click.UsageError("CSV holds cells: write a dissolved map as .geojson, .gpkg or .parquet")
     if color is not None and suffix != ".png":
         raise click.UsageError("--color applies only to .png outputs")
+    if show_places and suffix not in (".png", ".html"):
+        raise click.UsageError("--places applies only to .png and .html outputs")
     thresh = threshold_option(threshold)
     if isinstance(thresh, str) and observations is None:
         raise click.UsageError(f"--threshold {thresh} needs --observations")
@@ -161,6 +171,15 @@ def range_map(
 
         require_pyplot()
         check_request(len(species), monthly=monthly, dissolved=dissolve, color=color)
+    if suffix == ".html":
+        from ..maps.html import require_folium
+
+        require_folium()
+    support = getattr(loaded, "support", None)
+    if show_places and observations is None and support is None:
+        raise click.UsageError(
+            f"--places needs --observations: {type(loaded).__name__} keeps no training places"
+        )
     obs = None if observations is None else load_observations(observations, encoding=encoding)
     common = dict(res=res, threshold=thresh, land_only=not include_sea, bbox=bbox, observations=obs)
     if all_species:
@@ -190,6 +209,8 @@ def range_map(
         frame = make_range_map(loaded, list(species), date=date, month=month, **options)
     frame.attrs["prior_file"] = str(prior)
     plot = {"color": color} if color else {}
+    if show_places:
+        plot["places"] = obs if obs is not None else (support[:, 0], support[:, 1])
     target = sys.stdout.buffer if to_stdout else output
     write_range_map(frame, target, format=suffix, overwrite=overwrite, **plot)
     if to_stdout:
