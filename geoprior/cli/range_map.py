@@ -149,7 +149,9 @@ def range_map(
     if dissolve and cells is not None:
         raise click.UsageError("--dissolve draws the cells in range: drop --cells")
     if dissolve and suffix == ".csv":
-        raise click.UsageError("CSV holds cells: write a dissolved map as .geojson, .gpkg or .parquet")
+        raise click.UsageError(
+            "CSV holds cells: write a dissolved map as .geojson, .gpkg or .parquet"
+        )
     if color is not None and suffix != ".png":
         raise click.UsageError("--color applies only to .png outputs")
     if show_places and suffix not in (".png", ".html"):
@@ -223,7 +225,9 @@ def _summary(frame, where) -> str:
     if "in_range" not in frame.columns:
         return f"{int(frame['n_cells'].sum())} cells in range; wrote {where}"
     inside = int(frame["in_range"].sum())
-    line = f"{len(frame)} rows ({inside} in range; cells: {frame.attrs.get('cells')}); wrote {where}"
+    line = (
+        f"{len(frame)} rows ({inside} in range; cells: {frame.attrs.get('cells')}); wrote {where}"
+    )
     if inside == 0:
         thresholds, top = frame.attrs.get("thresholds", {}), frame.attrs.get("max_prob", {})
         for name, t in thresholds.items():

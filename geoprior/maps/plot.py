@@ -232,26 +232,22 @@ def _window(geoms: np.ndarray, lon_0: float) -> np.ndarray:
     geoms = np.asarray(geoms, dtype=object)
     if lon_0 == 0 or geoms.size == 0:
         return geoms
-    if lon_0 > 0:  # what lies west of the seam moves east by a turn
-        seam, shift, moving, staying = lon_0 - 180.0, 360.0, (-180.0, None), (None, 180.0)
-    else:  # what lies east of the seam moves west
-        seam, shift, moving, staying = lon_0 + 180.0, -360.0, (None, 180.0), (-180.0, None)
+    # the seam is the window's edge inside [-180, 180]; the part beyond it moves a turn
+    seam = lon_0 - 180.0 if lon_0 > 0 else lon_0 + 180.0
+    shift = 360.0 if lon_0 > 0 else -360.0
+    beyond_box = (-180.0, -90.0, seam, 90.0) if lon_0 > 0 else (seam, -90.0, 180.0, 90.0)
+    within_box = (seam, -90.0, 180.0, 90.0) if lon_0 > 0 else (-180.0, -90.0, seam, 90.0)
     bounds = shapely.bounds(geoms)
-    if lon_0 > 0:
-        beyond = bounds[:, 2] <= seam
-    else:
-        beyond = bounds[:, 0] >= seam
+    beyond = bounds[:, 2] <= seam if lon_0 > 0 else bounds[:, 0] >= seam
     crossing = (bounds[:, 0] < seam) & (bounds[:, 2] > seam)
     out = geoms.copy()
     out[beyond] = shapely.transform(geoms[beyond], lambda xy: xy + [shift, 0.0])
     if crossing.any():
         part = geoms[crossing]
-        low, high = (moving[0] if moving[0] is not None else seam), (moving[1] or seam)
         moved = shapely.transform(
-            shapely.clip_by_rect(part, low, -90.0, high, 90.0), lambda xy: xy + [shift, 0.0]
+            shapely.clip_by_rect(part, *beyond_box), lambda xy: xy + [shift, 0.0]
         )
-        low, high = (staying[0] if staying[0] is not None else seam), (staying[1] or seam)
-        out[crossing] = shapely.union(moved, shapely.clip_by_rect(part, low, -90.0, high, 90.0))
+        out[crossing] = shapely.union(moved, shapely.clip_by_rect(part, *within_box))
     return out
 
 
@@ -434,7 +430,7 @@ def _graticule(ax, view: _Map, fontsize: float) -> None:
     s_clip, n_clip = view.clip[1], view.clip[3]
     lines, kinds, values = [], [], []
     for x in lons:
-        ys = np.linspace(max(s_clip, -89.9 if not view.world else -90), min(n_clip, 89.9 if not view.world else 90), 181)
+        ys = np.linspace(s_clip, n_clip, 181)
         lines.append(shapely.LineString(np.column_stack([np.full(ys.size, x), ys])))
         kinds.append("lon")
         values.append(x)
@@ -675,7 +671,10 @@ def plot_range_map(
         x0, x1, y0, y1 = view.limits
         panel_ax.set_xlim(x0, x1)
         panel_ax.set_ylim(y0, y1)
-        panel_ax.set_aspect("equal" if projection != "lonlat" else 1.0 / max(0.2, np.cos(np.radians((extent[1] + extent[3]) / 2))))
+        if projection == "lonlat":
+            panel_ax.set_aspect(1.0 / max(0.2, np.cos(np.radians((extent[1] + extent[3]) / 2))))
+        else:
+            panel_ax.set_aspect("equal")
         if view.outline is not None:
             panel_ax.set_facecolor("white")
             _draw(panel_ax, np.array([view.outline]), facecolor=SEA, edgecolor="none", zorder=0)
@@ -699,15 +698,37 @@ def plot_range_map(
                 zorder=2,
             )
         else:
-            _draw(panel_ax, geoms[inside], facecolor=IN_RANGE, edgecolor="none", alpha=0.85, zorder=2)
+            _draw(
+                panel_ax, geoms[inside], facecolor=IN_RANGE, edgecolor="none", alpha=0.85, zorder=2
+            )
         if "lakes" in layers:
-            _draw(panel_ax, layers["lakes"], facecolor=SEA, edgecolor=LAKE_EDGE, linewidth=0.3, zorder=3)
+            _draw(
+                panel_ax,
+                layers["lakes"],
+                facecolor=SEA,
+                edgecolor=LAKE_EDGE,
+                linewidth=0.3,
+                zorder=3,
+            )
             # borders with a light halo: readable over dark cells and pale land alike
             for name, width in (("states", 0.3), ("borders", 0.55)):
-                _draw_lines(panel_ax, layers[name], colors="white", linewidths=width + 0.6,
-                            alpha=0.35, zorder=4)
+                _draw_lines(
+                    panel_ax,
+                    layers[name],
+                    colors="white",
+                    linewidths=width + 0.6,
+                    alpha=0.35,
+                    zorder=4,
+                )
                 _draw_lines(panel_ax, layers[name], colors=BORDER, linewidths=width, zorder=4)
-        _draw(panel_ax, layers["land"], facecolor="none", edgecolor=LAND_EDGE, linewidth=0.4, zorder=4)
+        _draw(
+            panel_ax,
+            layers["land"],
+            facecolor="none",
+            edgecolor=LAND_EDGE,
+            linewidth=0.4,
+            zorder=4,
+        )
         if color == "prob" and cells and inside.any():
             outline = dissolve_cells(cells_from_strings(rows["h3_cell"][inside]))
             _draw(
@@ -723,8 +744,16 @@ def plot_range_map(
             lat, lon = place_arrays(places, species, month if "month" in frame.columns else None)
             if lat.size:
                 x, y = project_points(panel_ax, lat, lon)
-                panel_ax.scatter(x, y, s=6 if n == 1 else 3, c="black", edgecolors="white",
-                                 linewidths=0.3, zorder=7, gid="training places")
+                panel_ax.scatter(
+                    x,
+                    y,
+                    s=6 if n == 1 else 3,
+                    c="black",
+                    edgecolors="white",
+                    linewidths=0.3,
+                    zorder=7,
+                    gid="training places",
+                )
             places_drawn += lat.size
         panel_ax.set_xticks([])
         panel_ax.set_yticks([])
@@ -752,8 +781,16 @@ def plot_range_map(
         handles = [Patch(facecolor=IN_RANGE, label=label)]
     if places is not None:
         handles.append(
-            Line2D([], [], marker="o", linestyle="none", markersize=3.5, markerfacecolor="black",
-                   markeredgecolor="white", label=f"training places ({places_drawn:,})")
+            Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="none",
+                markersize=3.5,
+                markerfacecolor="black",
+                markeredgecolor="white",
+                label=f"training places ({places_drawn:,})",
+            )
         )
     axes.flat[0].legend(handles=handles, loc="lower left", fontsize=7, framealpha=0.85)
     if ax is None and (n > 1 and "month" in frame.columns or title is not None and n > 1):

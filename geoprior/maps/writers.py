@@ -447,4 +447,3 @@ def write_all_species(
                 }
             )
     return {"cells": len(grid), "species": s, "rows": rows, "path": str(path)}
-
