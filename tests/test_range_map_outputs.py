@@ -572,3 +572,14 @@ def test_cli_draws_the_training_places(saved_prior, tmp_path):
     assert png.stat().st_size > 0
     bad = runner.invoke(main, [*base, "--places", "-o", str(tmp_path / "m.csv")])
     assert bad.exit_code == 2 and "--places" in bad.output
+
+
+def test_cli_says_when_a_species_has_no_cell_in_range(saved_prior, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "none.geojson"
+    args = ["range-map", str(saved_prior), "Borealis alpha", "--res", "1", "--threshold", "1"]
+    result = runner.invoke(main, [*args, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "no cell is in range for Borealis alpha: highest probability" in result.stderr
+    doc = json.loads(out.read_text())
+    assert doc["features"] == [] and doc["geoprior"]["max_prob"]["Borealis alpha"] < 1

@@ -68,7 +68,7 @@ CELLS_HELP = (
 @click.option(
     "--observations",
     default=None,
-    help="Presences for --threshold lpt/f1 (a file, or sample:neon_bird).",
+    help="Presences for --threshold lpt/f1 and --places (a file, or sample:neon_bird).",
 )
 @encoding_option
 @click.option("--bbox", default=None, metavar="W,S,E,N", help="Only cells whose centre is inside.")
@@ -221,15 +221,21 @@ def range_map(
 
 
 def _summary(frame, where) -> str:
-    """What was written: rows, how many in range, and why none is when none is."""
+    """What was written: rows, how many in range, and for each species with no cell in
+    range, its highest probability beside its threshold."""
     if "in_range" not in frame.columns:
         return f"{int(frame['n_cells'].sum())} cells in range; wrote {where}"
     inside = int(frame["in_range"].sum())
     line = (
         f"{len(frame)} rows ({inside} in range; cells: {frame.attrs.get('cells')}); wrote {where}"
     )
-    if inside == 0:
-        thresholds, top = frame.attrs.get("thresholds", {}), frame.attrs.get("max_prob", {})
-        for name, t in thresholds.items():
-            line += f"\nno cell is in range for {name}: highest probability {top.get(name, float('nan')):.3g} < threshold {t:.3g}"
+    counts = frame.loc[frame["in_range"].to_numpy(bool), "species"].value_counts()
+    thresholds, top = frame.attrs.get("thresholds", {}), frame.attrs.get("max_prob", {})
+    for name, t in thresholds.items():
+        if counts.get(name, 0) == 0:
+            best = top.get(name)
+            best = "?" if best is None else f"{best:.3g}"
+            line += (
+                f"\nno cell is in range for {name}: highest probability {best} < threshold {t:.3g}"
+            )
     return line

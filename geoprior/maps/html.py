@@ -85,7 +85,7 @@ def range_map_html(
     folium = require_folium()
     import branca.colormap as cm
 
-    from .plot import place_arrays
+    from .plot import place_arrays, view_extent
     from .writers import geojson_dict, map_metadata
 
     if len(frame) == 0:
@@ -93,7 +93,7 @@ def range_map_html(
     meta = metadata if metadata is not None else map_metadata(frame)
     cells = "prob" in frame.columns
     m = folium.Map(tiles=tiles, control_scale=True)
-    w, s, e, n = _bounds(frame)
+    w, s, e, n = view_extent(frame)  # the pictures' view (east past 180 across the antimeridian)
     m.fit_bounds([[s, w], [n, e]])
     top = float(frame["prob"].max()) if cells else 1.0
     top = top if top > 0 else 1.0
@@ -165,21 +165,6 @@ def _title(meta: dict) -> str:
         else meta.get("date") or ("by month" if meta.get("months") else "year-round")
     )
     return f"{species} — {when} (geoprior range map)"
-
-
-def _bounds(frame) -> tuple[float, float, float, float]:
-    """The view: the in-range cells, else every row."""
-    shown = frame
-    if "in_range" in frame.columns and frame["in_range"].any():
-        shown = frame[frame["in_range"].to_numpy(bool)]
-    elif "in_range" not in frame.columns:
-        shown = frame[~frame.geometry.is_empty]
-        if len(shown) == 0:
-            shown = frame
-    w, s, e, n = shown.total_bounds
-    if not np.isfinite([w, s, e, n]).all():
-        return (-180.0, -60.0, 180.0, 75.0)
-    return (w, s, e, n)
 
 
 def save_html(frame, path: str | os.PathLike, **options) -> None:
