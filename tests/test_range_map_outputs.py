@@ -64,6 +64,11 @@ def test_in_range_cells_are_exactly_the_rows_in_range_of_all_cells(threshold, re
     )
     assert inside.geometry.geom_equals_exact(expected.geometry, tolerance=0).all()
     assert inside.attrs["cells"] == "in-range" and every.attrs["cells"] == "all"
+    dissolved = range_map(prior, list(CENTRES), res=res, threshold=threshold, dissolve=True)
+    assert dissolved.attrs["cells"] == "in-range"
+    assert dissolved.n_cells.tolist() == inside.species.value_counts().reindex(
+        list(CENTRES), fill_value=0
+    ).tolist()
 
 
 def test_extent_keeps_the_cells_within_the_priors_extent():

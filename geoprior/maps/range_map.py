@@ -304,7 +304,7 @@ def range_map(
         cells: which rows to keep: ``"all"`` (every cell of the grid, for each species),
             ``"in-range"`` (only the rows in range: the smallest file) or ``"extent"`` (the
             cells within the prior's training extent, see :func:`within_extent`; only
-            those are predicted). Ignored by ``dissolve``.
+            those are predicted). A dissolved map is of the cells in range.
 
     Returns:
         A GeoDataFrame in EPSG:4326 with columns ``h3_cell, species, prob, in_range,
@@ -337,7 +337,8 @@ def range_map(
     region = None if bbox is None else parse_bbox(bbox)
     grid = keep_cells(prior, map_grid(res, region, land_only), cells)
     probs = _predict_cells(prior, grid, cols, when)
-    attrs = map_attrs(prior, names, cols, threshold, res, when, month, region, land_only, cells)
+    kept = "in-range" if dissolve and cells == "all" else cells  # dissolved: its range
+    attrs = map_attrs(prior, names, cols, threshold, res, when, month, region, land_only, kept)
     return _frame(grid, names, probs, thresholds, dissolve, attrs, cells == "in-range")
 
 
@@ -383,7 +384,8 @@ def monthly_range_maps(
     for m in months:
         when = map_date(None, m)
         probs = _predict_cells(prior, grid, cols, when)
-        attrs = map_attrs(prior, names, cols, threshold, res, when, m, region, land_only, cells)
+        kept = "in-range" if dissolve and cells == "all" else cells
+        attrs = map_attrs(prior, names, cols, threshold, res, when, m, region, land_only, kept)
         frame = _frame(
             grid, names, probs, thresholds, dissolve, attrs, cells == "in-range", polygons
         )
