@@ -1,6 +1,8 @@
-"""Speed and memory of range maps: every resolution-4 land cell for many species.
+"""Speed and memory of range maps: every resolution-4 land cell for many species; and the
+size of the files ``geoprior range-map`` writes.
 
     python benchmarks/bench_range_maps.py [--species 1000 10000] [--res 4] [--out DIR]
+    python benchmarks/bench_range_maps.py --sizes [--prior neon_bird.prior] [--out DIR]
 
 For each species count, builds two priors on the same synthetic presences — a GeoPrior
 (default network, a few training steps: its speed does not depend on its weights) and a
@@ -13,6 +15,14 @@ process, and peak memory: the tracemalloc peak of Python/numpy allocations durin
 whole process), beside the size a dense ``cells x species`` float32 array would need.
 
 Writes DIR/bench_range_maps.json and DIR/bench_range_maps.md (default: benchmarks/results).
+
+``--sizes`` maps two species of the NEON bird sample (Setophaga virens and Junco hyemalis,
+15 June, resolution 4) with the default GeoPrior (``--prior`` loads one trained by
+``geoprior train sample:neon_bird``; without it one is trained, ``TrainConfig()``) and writes
+each format (GeoJSON, GeoPackage, GeoParquet, CSV) for each ``cells`` choice (in-range, the
+default; extent; all), plus twelve monthly maps of one species to GeoParquet, with
+:func:`geoprior.maps.write_range_map`; reports bytes and rows of each file
+(DIR/range_map_sizes.{json,md}).
 """
 
 from __future__ import annotations
@@ -29,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from geoprior import CountGridPrior, Observations, TrainConfig, train_prior
-from geoprior.maps import write_all_species
+from geoprior import CountGridPrior, Observations, TrainConfig, load_prior, train_prior
+from geoprior.maps import monthly_range_maps, range_map, write_all_species, write_range_map
 from geoprior.maps.grid import cell_grid
 from geoprior.priors.protocol import predict_columns
 
@@ -80,13 +90,81 @@ def run_one(prior, res: int, thresholds: np.ndarray, workdir: Path) -> dict:
     }
 
 
+SIZE_SPECIES = ("Setophaga virens", "Junco hyemalis")
+SIZE_FORMATS = (".geojson", ".gpkg", ".parquet", ".csv")
+
+
+def file_sizes(prior, out: Path, res: int = 4, month: int = 6) -> None:
+    """Bytes and rows of each format and ``cells`` choice (see the module docstring)."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for cells in ("in-range", "extent", "all"):
+            frame = range_map(prior, list(SIZE_SPECIES), res=res, month=month, cells=cells)
+            for suffix in SIZE_FORMATS:
+                path = write_range_map(frame, Path(tmp) / f"two_{cells}{suffix}")
+                rows.append(
+                    {
+                        "map": f"{len(SIZE_SPECIES)} species, month {month}",
+                        "cells": cells,
+                        "format": suffix,
+                        "rows": len(frame),
+                        "in_range": int(frame["in_range"].sum()),
+                        "bytes": path.stat().st_size,
+                    }
+                )
+                print(rows[-1], file=sys.stderr)
+        for cells in ("in-range", "all"):
+            frame = monthly_range_maps(prior, SIZE_SPECIES[0], res=res, cells=cells)
+            path = write_range_map(frame, Path(tmp) / f"monthly_{cells}.parquet")
+            rows.append(
+                {
+                    "map": f"{SIZE_SPECIES[0]}, 12 months",
+                    "cells": cells,
+                    "format": ".parquet",
+                    "rows": len(frame),
+                    "in_range": int(frame["in_range"].sum()),
+                    "bytes": path.stat().st_size,
+                }
+            )
+            print(rows[-1], file=sys.stderr)
+    config = {"species": SIZE_SPECIES, "res": res, "month": month, "prior": repr(prior)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "range_map_sizes.json").write_text(
+        json.dumps({"config": config, "results": rows}, indent=2)
+    )
+    lines = [
+        f"Files written by `geoprior range-map` at resolution {res} ({prior!r}).",
+        "",
+        "| map | cells | format | rows | in range | size (MB) |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['map']} | {r['cells']} | {r['format']} | {r['rows']:,} | {r['in_range']:,} | "
+            f"{r['bytes'] / 1e6:.2f} |"
+        )
+    (out / "range_map_sizes.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--species", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--res", type=int, default=4)
     parser.add_argument("--train-steps", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--sizes", action="store_true", help="file sizes of range-map outputs")
+    parser.add_argument("--prior", type=Path, default=None, help="--sizes: a NEON bird prior")
     args = parser.parse_args(argv)
+    if args.sizes:
+        if args.prior is not None:
+            prior = load_prior(args.prior)
+        else:
+            from geoprior.io.samples import load_sample
+
+            prior = train_prior(load_sample("neon_bird"), TrainConfig(), progress=False)
+        file_sizes(prior, args.out, res=args.res)
+        return
     grid = cell_grid(args.res, land_only=True)
     config = {
         "res": args.res,

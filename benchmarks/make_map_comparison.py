@@ -36,7 +36,7 @@ from geoprior import BirdNETPrior, NearestNeighborPrior, TrainConfig, load_prior
 from geoprior.geo import haversine_km
 from geoprior.io.samples import load_sample
 from geoprior.maps import MONTH_YEAR, range_map
-from geoprior.maps.plot import plot_range_map
+from geoprior.maps.plot import plot_range_map, project_points
 from geoprior.persistence import atomic_path
 from geoprior.priors.protocol import predict_columns
 
@@ -120,8 +120,11 @@ def main(argv: list[str]) -> None:
             prior, SPECIES, res=RES, month=MONTH, bbox=REGION, threshold=rule, observations=obs
         )
         plot_range_map(frame, ax=ax, title=name, colorbar_label=f"{name}: {score}")
-        ax.scatter(others[:, 1], others[:, 0], s=7, facecolors="none", edgecolors="0.45", lw=0.5)
-        ax.scatter(seen[:, 1], seen[:, 0], s=5, c="black", lw=0)
+        ax.scatter(
+            *project_points(ax, others[:, 0], others[:, 1]),
+            s=7, facecolors="none", edgecolors="0.45", lw=0.5, zorder=7,
+        )
+        ax.scatter(*project_points(ax, seen[:, 0], seen[:, 1]), s=5, c="black", lw=0, zorder=7)
         col = np.array([prior.species.index(SPECIES)])
         at = predict_columns(prior, lat, lon, date, col, output="presence")[:, 0]
         inside = frame["in_range"].to_numpy(bool)

@@ -39,6 +39,8 @@ __all__ = [
     "num_cells",
     "edge_km",
     "pole_cells",
+    "cells_outline",
+    "cells_from_strings",
 ]
 
 #: Mean Earth radius (IUGG), km.
@@ -171,3 +173,21 @@ def edge_km(res: int) -> float:
 def pole_cells(res: int) -> tuple[int, int]:
     """The cells holding the north and the south pole at resolution ``res``."""
     return int(_h3.latlng_to_cell(90.0, 0.0, res)), int(_h3.latlng_to_cell(-90.0, 0.0, res))
+
+
+def cells_outline(cells: np.ndarray) -> list[list[np.ndarray]]:
+    """The outline of a set of int64 cells (``h3.cells_to_h3shape``: exact, cells joined
+    along their shared edges): one ``[shell, *holes]`` list per connected part, each ring
+    a closed ``(n, 2)`` array of ``(lon, lat)`` degrees, shells counter-clockwise and holes
+    clockwise, longitudes as h3 gives them (a ring crossing the antimeridian jumps)."""
+    cells = np.asarray(cells, np.int64)
+    if cells.size == 0:
+        return []
+    shape = _h3.cells_to_h3shape(cells.astype(np.uint64), tight=True).__geo_interface__
+    polygons = shape["coordinates"] if shape["type"] == "MultiPolygon" else [shape["coordinates"]]
+    return [[np.asarray(ring, np.float64) for ring in polygon] for polygon in polygons]
+
+
+def cells_from_strings(strings) -> np.ndarray:
+    """int64 cells of hexadecimal H3 strings (the inverse of :func:`cell_strings`)."""
+    return np.fromiter((int(s, 16) for s in strings), np.int64)

@@ -3,7 +3,10 @@
 :func:`range_map` evaluates a :class:`~geoprior.priors.protocol.Prior` at the centres of H3 cells
 (:mod:`geoprior.maps.grid`), thresholds it per species (:mod:`geoprior.maps.thresholds`) and
 returns a GeoDataFrame in EPSG:4326 with ``h3_cell, species, prob, in_range`` and the cell
-polygons; :func:`monthly_range_maps` does it for each month. Files and pictures:
+polygons; :func:`monthly_range_maps` does it for each month. ``cells=`` keeps every cell,
+the cells in range, or the cells within the prior's training extent. The frame's ``attrs``
+say what it is (prior, species, threshold rule and values, date, cells kept, geoprior
+version): the writers record them in every file. Files and pictures:
 :mod:`geoprior.maps.writers` and :mod:`geoprior.maps.plot`.
 """
 
@@ -14,8 +17,8 @@ from collections.abc import Sequence
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
 
+from .._version import __version__
 from ..errors import (
     ClassMismatchError,
     ConfigError,
@@ -27,10 +30,11 @@ from ..geo import cell_strings, check_res
 from ..priors.protocol import predict_columns, scores_columns, uses_date
 from ..query import species_indices
 from ..validation import parse_dates
-from .grid import CellGrid, cell_polygons, merge_cells, parse_bbox, region_grid
+from .grid import CellGrid, cell_polygons, dissolve_cells, parse_bbox, region_grid
 from .thresholds import RULES, compute_thresholds
 
 __all__ = [
+    "CELLS",
     "CRS",
     "range_map",
     "monthly_range_maps",
@@ -43,6 +47,9 @@ CRS = "EPSG:4326"
 MONTH_YEAR = 2021
 #: Probabilities computed per predict call (cells x species).
 CHUNK_VALUES = 1 << 22
+#: Which cells a map keeps: every cell of the grid, the (cell, species) rows in range, or the
+#: cells within the prior's training extent (:func:`within_extent`).
+CELLS = ("all", "in-range", "extent")
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -149,6 +156,45 @@ def thresholds_for(prior, names: list[str], cols: np.ndarray, threshold, observa
     return values
 
 
+def check_cells(cells: str) -> str:
+    """``cells`` as one of :data:`CELLS`, or a ConfigError."""
+    if cells not in CELLS:
+        raise ConfigError(f"cells must be one of {CELLS}, got {cells!r}")
+    return cells
+
+
+def within_extent(prior, lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """True where a place is within the prior's training extent: not ``prior.outside``
+    (a :class:`~geoprior.GeoPrior`: within ``far_km`` of a training place). A prior that
+    states no extent covers every place.
+
+    >>> import geoprior
+    >>> within_extent(geoprior.UniformPrior(["a"]), np.array([10.0]), np.array([20.0]))
+    array([ True])
+    """
+    outside = getattr(prior, "outside", None)
+    if outside is None:
+        return np.ones(np.size(lat), bool)
+    return ~np.asarray(outside(lat, lon), bool)
+
+
+def keep_cells(prior, grid: CellGrid, cells: str) -> CellGrid:
+    """The grid's cells that a map of ``cells="extent"`` keeps (all of them otherwise);
+    EmptyDataError when none is within the extent."""
+    if cells != "extent":
+        return grid
+    kept = grid.take(within_extent(prior, grid.lat, grid.lon))
+    if len(kept) == 0:
+        far = getattr(prior, "far_km", None)
+        raise EmptyDataError(
+            f"none of the {len(grid):,} cells of the map lies within the prior's training "
+            f"extent ({far:.0f} km of a training place); pass cells='all' (CLI: --cells all)"
+            if far
+            else f"none of the {len(grid):,} cells of the map lies within the prior's extent"
+        )
+    return kept
+
+
 def map_grid(res, region, land_only) -> CellGrid:
     """The cells of a map: ``region`` as :func:`~geoprior.maps.grid.parse_bbox` returned it
     (or ``None``); raises EmptyDataError when no cell is left."""
@@ -203,41 +249,50 @@ def _cell_inputs(rasters, grid: CellGrid, strict: bool):
     return (grid if keep is None else grid.take(keep)), values, about
 
 
-def _frame(grid, polygons, names, probs, thresholds, dissolve, attrs) -> gpd.GeoDataFrame:
+def _frame(grid, names, probs, thresholds, dissolve, attrs, in_range_only, polygons=None):
+    """The map's GeoDataFrame: one row per cell and species (only those in range with
+    ``in_range_only``), species by species, cells sorted; or one dissolved row per species.
+    ``polygons`` are the grid's cell polygons when the caller has them already."""
     n, k = probs.shape
     in_range = probs >= thresholds[None, :]
     if dissolve:
-        geoms = [_multipolygon(merge_cells(polygons[in_range[:, j]])) for j in range(k)]
         frame = gpd.GeoDataFrame(
             {
                 "species": names,
                 "threshold": thresholds.astype(np.float64),
                 "n_cells": in_range.sum(axis=0).astype(np.int64),
             },
-            geometry=geoms,
+            geometry=[dissolve_cells(grid.cells[in_range[:, j]]) for j in range(k)],
             crs=CRS,
         )
     else:
+        if in_range_only:
+            sp, cell = np.nonzero(in_range.T)
+        else:
+            sp, cell = np.repeat(np.arange(k), n), np.tile(np.arange(n), k)
+        used, inverse = np.unique(cell, return_inverse=True)
+        shapes = polygons[used] if polygons is not None else cell_polygons(grid.cells[used])
         frame = gpd.GeoDataFrame(
             {
-                "h3_cell": np.tile(cell_strings(grid.cells), k),
-                "species": np.repeat(np.asarray(names, dtype=object), n),
-                "prob": probs.T.ravel(),
-                "in_range": in_range.T.ravel(),
+                "h3_cell": cell_strings(grid.cells[used])[inverse],
+                "species": np.asarray(names, dtype=object)[sp],
+                "prob": probs[cell, sp],
+                "in_range": in_range[cell, sp],
             },
-            geometry=np.tile(polygons, k),
+            geometry=shapes[inverse],
             crs=CRS,
         )
-    frame.attrs.update(attrs, thresholds=dict(zip(names, thresholds.tolist())))
+    top = _shortest(probs.max(axis=0)) if n else [None] * k
+    frame.attrs.update(
+        attrs, thresholds=dict(zip(names, _shortest(thresholds))), max_prob=dict(zip(names, top))
+    )
     return frame
 
 
-def _multipolygon(geom) -> shapely.MultiPolygon:
-    if geom.is_empty:
-        return shapely.MultiPolygon()
-    if geom.geom_type == "Polygon":
-        return shapely.MultiPolygon([geom])
-    return shapely.MultiPolygon([g for g in geom.geoms if g.geom_type == "Polygon"])
+def _shortest(values: np.ndarray) -> list[float]:
+    """float32 values as the shortest decimals that read back as the same float32 (0.05,
+    not 0.05000000074505806)."""
+    return [float(str(v)) for v in np.asarray(values, np.float32)]
 
 
 def range_map(
@@ -253,6 +308,7 @@ def range_map(
     dissolve: bool = False,
     observations=None,
     covariates=None,
+    cells: str = "all",
 ) -> gpd.GeoDataFrame:
     """A range map of one or more species on H3 cells.
 
@@ -277,12 +333,21 @@ def range_map(
             raster has a value (``attrs["covariates"]`` counts the others); with
             ``bbox``, cells outside the rasters raise
             :class:`~geoprior.errors.CoverageError`.
+        cells: which rows to keep: ``"all"`` (every cell of the grid, for each species),
+            ``"in-range"`` (only the rows in range: the smallest file) or ``"extent"`` (the
+            cells within the prior's training extent, see :func:`within_extent`; only
+            those are predicted). A dissolved map is of the cells in range.
 
     Returns:
         A GeoDataFrame in EPSG:4326 with columns ``h3_cell, species, prob, in_range,
         geometry`` (species by species, cells sorted); ``in_range`` is
-        ``prob >= threshold``. ``attrs`` holds ``res``, ``date``, ``month``, ``bbox`` and
-        ``thresholds``.
+        ``prob >= threshold``. ``attrs`` (JSON-compatible; the writers record them in
+        every file) holds ``res``, ``date``, ``month``, ``bbox``, ``land_only``,
+        ``cells``, ``thresholds`` (per species), ``threshold_rule`` (``"stored"``,
+        ``"lpt"``, ``"f1"`` or ``"given"``), ``species``, ``common_names`` (those the
+        prior knows), ``prior`` (its class), ``output`` (``"presence"`` when the prior
+        has that output), ``far_km`` (its extent, when it states one) and
+        ``geoprior_version``.
 
     Example:
         >>> import geoprior
@@ -298,17 +363,19 @@ def range_map(
     """
     names = _species_list(species)
     when = map_date(date, month)
+    check_cells(cells)
     cols = species_indices(names, prior.species)
     rasters, observations = _covariate_inputs(prior, covariates, observations)
     thresholds = thresholds_for(prior, names, cols, threshold, observations)
     region = None if bbox is None else parse_bbox(bbox)
-    grid = map_grid(res, region, land_only)
+    grid = keep_cells(prior, map_grid(res, region, land_only), cells)
     grid, cell_cov, about = _cell_inputs(rasters, grid, strict=region is not None)
     probs = _predict_cells(prior, grid, cols, when, cell_cov)
-    attrs = _attrs(res, when, month, region, land_only)
+    kept = "in-range" if dissolve and cells == "all" else cells  # dissolved: its range
+    attrs = map_attrs(prior, names, cols, threshold, res, when, month, region, land_only, kept)
     if about is not None:
         attrs["covariates"] = about
-    return _frame(grid, cell_polygons(grid.cells), names, probs, thresholds, dissolve, attrs)
+    return _frame(grid, names, probs, thresholds, dissolve, attrs, cells == "in-range")
 
 
 def monthly_range_maps(
@@ -323,6 +390,7 @@ def monthly_range_maps(
     dissolve: bool = False,
     observations=None,
     covariates=None,
+    cells: str = "all",
 ) -> gpd.GeoDataFrame:
     """:func:`range_map` for each month (the 15th), stacked with a ``month`` column.
 
@@ -342,33 +410,59 @@ def monthly_range_maps(
         map_date(None, m)
     if not months:
         raise ConfigError("months is empty")
+    check_cells(cells)
     cols = species_indices(names, prior.species)
     rasters, observations = _covariate_inputs(prior, covariates, observations)
     thresholds = thresholds_for(prior, names, cols, threshold, observations)
     region = None if bbox is None else parse_bbox(bbox)
-    grid = map_grid(res, region, land_only)
+    grid = keep_cells(prior, map_grid(res, region, land_only), cells)
     grid, cell_cov, about = _cell_inputs(rasters, grid, strict=region is not None)
-    polygons = cell_polygons(grid.cells)
+    # every month draws the same cells, except in range only (few, month by month)
+    polygons = None if dissolve or cells == "in-range" else cell_polygons(grid.cells)
     frames = []
     for m in months:
         when = map_date(None, m)
         probs = _predict_cells(prior, grid, cols, when, cell_cov)
-        attrs = _attrs(res, when, m, region, land_only)
+        kept = "in-range" if dissolve and cells == "all" else cells
+        attrs = map_attrs(prior, names, cols, threshold, res, when, m, region, land_only, kept)
         if about is not None:
             attrs["covariates"] = about
-        frame = _frame(grid, polygons, names, probs, thresholds, dissolve, attrs)
+        frame = _frame(
+            grid, names, probs, thresholds, dissolve, attrs, cells == "in-range", polygons
+        )
         frame.insert(0, "month", np.int64(m))
         frames.append(frame)
     out = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=CRS)
-    out.attrs.update(frames[0].attrs, date=None, month=None, months=months)
+    top = {n: max(f.attrs["max_prob"][n] for f in frames) for n in names}
+    out.attrs.update(frames[0].attrs, date=None, month=None, months=months, max_prob=top)
     return out
 
 
-def _attrs(res, when, month, region, land_only) -> dict:
+def map_attrs(prior, names, cols, threshold, res, when, month, region, land_only, cells) -> dict:
+    """What a map is, JSON-compatible: the writers record it in every file."""
+    if threshold is None:
+        rule = "stored"
+    elif isinstance(threshold, str):
+        rule = threshold.lower()
+    else:
+        rule = "given"
+    known = getattr(prior, "common_names", None)
+    common = {}
+    if known is not None:
+        common = {n: str(known[c]) for n, c in zip(names, cols.tolist()) if known[c]}
+    far = getattr(prior, "far_km", None)
     return {
+        "prior": type(prior).__name__,
+        "species": list(names),
+        "common_names": common,
+        "output": "presence" if "presence" in getattr(prior, "outputs", ()) else None,
+        "threshold_rule": rule,
         "res": int(res),
         "date": None if when is None else str(when),
         "month": None if month is None else int(month),
-        "bbox": region if isinstance(region, tuple) else None,
+        "bbox": list(region) if isinstance(region, tuple) else None,
         "land_only": bool(land_only),
+        "cells": cells,
+        "far_km": None if far is None else float(far),
+        "geoprior_version": __version__,
     }
