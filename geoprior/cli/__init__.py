@@ -15,6 +15,7 @@ from __future__ import annotations
 import click
 
 from . import convert, predict, range_map, rerank, species, train
+from . import export as export_command
 from .options import Group
 
 __all__ = ["main"]
@@ -36,5 +37,6 @@ for _command in (
     species.species,
     rerank.rerank,
     range_map.range_map,
+    export_command.export,
 ):
     main.add_command(_command)
