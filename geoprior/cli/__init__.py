@@ -16,6 +16,7 @@ import click
 
 from . import convert, predict, range_map, rerank, species, train
 from . import export as export_command
+from . import serve as serve_command
 from .options import Group
 
 __all__ = ["main"]
@@ -38,5 +39,6 @@ for _command in (
     rerank.rerank,
     range_map.range_map,
     export_command.export,
+    serve_command.serve,
 ):
     main.add_command(_command)
