@@ -252,7 +252,26 @@ def test_range_table_from_an_onnx_export_matches(trained_prior, exports, table, 
             assert len(x ^ y) <= max(1, len(x) // 100)
 
 
+def test_sixteen_bit_scores_keep_the_ranking(trained_prior, tmp_path):
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "r16.parquet"
+    write_range_table(trained_prior, path, res=3, months=[7], bbox=BBOX, score_bits=16)
+    assert pq.read_table(path).schema.field("score").type == "uint16"
+    t = read_range_table(path)
+    frame = range_map(trained_prior, list(trained_prior.species), res=3, month=7, bbox=BBOX)
+    frame = frame[frame.in_range]
+    got = t.species_in(frame.h3_cell.unique(), month=7)
+    merged = got.merge(frame[["h3_cell", "species", "prob"]], on=["h3_cell", "species"])
+    assert len(merged) == len(got) == len(frame)
+    assert (np.abs(merged.score - merged.prob) <= 0.5 / 65535 + 1e-7).all()
+    for _, cell in merged.groupby("h3_cell"):  # best first, as the prior ranks them
+        assert (np.diff(cell.prob.to_numpy()) <= 1e-6).all()
+
+
 def test_range_table_refuses_bad_options(trained_prior, tmp_path):
+    with pytest.raises(ConfigError, match="score_bits"):
+        write_range_table(trained_prior, tmp_path / "x.parquet", score_bits=12)
     with pytest.raises(ConfigError, match="months must be"):
         write_range_table(trained_prior, tmp_path / "x.parquet", months=[13])
     with pytest.raises(ConfigError, match=".parquet"):

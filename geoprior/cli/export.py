@@ -54,13 +54,15 @@ FORMATS = ("onnx", "range-table")
     help="Range table: in-range threshold (default: the thresholds stored in the prior).",
 )
 @click.option("--observations", default=None, help="Presences for --threshold lpt/f1.")
+@click.option("--score-bits", type=click.Choice(["8", "16"]), default="8", show_default=True,
+              help="Range table: bits of each quantised score (16: no ties, a larger file).")
 @encoding_option
 @click.option("--bbox", default=None, metavar="W,S,E,N", help="Range table: only cells inside.")
 @click.option("--include-sea", is_flag=True, help="Range table: keep cells that touch no land.")
 @overwrite_option
 def export(
-    prior, output, fmt, weights, res, months, threshold, observations, encoding, bbox,
-    include_sea, overwrite,
+    prior, output, fmt, weights, res, months, threshold, observations, score_bits, encoding,
+    bbox, include_sea, overwrite,
 ):
     """Export PRIOR (a saved prior; an .onnx export for --format range-table too) so it
     runs without JAX.
@@ -68,16 +70,17 @@ def export(
     \b
     ONNX: input points [lat, lon, day_of_year or NaN] (n, 3) (+ covariates), outputs
     observation, presence, distance_km, outside; load with geoprior.runtime.load_export.
-    Range table: rows month, h3_cell, species, score (uint8 presence / 255)."""
+    Range table: rows month, h3_cell, species, score (uint8 presence x 255, or uint16
+    x 65535 with --score-bits 16)."""
     check_output(output, overwrite)
     suffix = {"onnx": ".onnx", "range-table": ".parquet"}[fmt]
     if output.suffix.lower() != suffix:
         raise click.UsageError(f"--format {fmt} writes a {suffix} file, got {output}")
     loaded = _load(prior)
     if fmt == "onnx":
-        if months or threshold or observations or bbox or include_sea:
-            raise click.UsageError("--month, --threshold, --observations, --bbox and "
-                                   "--include-sea apply to --format range-table")
+        if months or threshold or observations or bbox or include_sea or score_bits != "8":
+            raise click.UsageError("--month, --threshold, --observations, --score-bits, "
+                                   "--bbox and --include-sea apply to --format range-table")
         from ..export import export_onnx
 
         path = export_onnx(loaded, output, weights=weights, overwrite=overwrite)
@@ -95,7 +98,8 @@ def export(
     obs = None if observations is None else load_observations(observations, encoding=encoding)
     summary = write_range_table(
         loaded, output, res=res, months=list(months) or None, threshold=thresh,
-        land_only=not include_sea, bbox=bbox, observations=obs, overwrite=overwrite,
+        land_only=not include_sea, bbox=bbox, observations=obs, score_bits=int(score_bits),
+        overwrite=overwrite,
     )
     size = output.stat().st_size / 1e6
     click.echo(f"{summary['rows']} in-range rows of {summary['species']} species on "

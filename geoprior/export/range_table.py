@@ -6,7 +6,7 @@ GeoPrior, an ONNX export loaded by :mod:`geoprior.runtime`, a baseline) on the c
 range map (:func:`~geoprior.maps.range_map.map_grid`: a resolution, a region, land only),
 for the year round and/or chosen months, keeps each species' cells whose presence reaches
 its threshold (:func:`~geoprior.maps.range_map.thresholds_for`: the prior's stored ones by
-default), quantises the presence to a uint8 and writes the layout
+default), quantises the presence to a uint8 (or uint16) and writes the layout
 :mod:`geoprior.runtime.format` describes. :class:`geoprior.runtime.RangeTable` reads it.
 """
 
@@ -63,6 +63,7 @@ def write_range_table(
     land_only: bool = True,
     bbox=None,
     observations=None,
+    score_bits: int = 8,
     overwrite: bool = False,
     chunk_values: int = CHUNK_VALUES,
 ) -> dict:
@@ -77,6 +78,8 @@ def write_range_table(
         threshold, observations: as :func:`~geoprior.range_map` (default: the prior's
             stored per-species thresholds).
         land_only, bbox: the cells, as :func:`~geoprior.range_map`.
+        score_bits: 8 (a uint8 score, steps of 1/255: species close in a cell can tie) or
+            16 (uint16, steps of 1/65535; a larger file).
         chunk_values: probabilities computed per call (cells x species).
 
     Returns:
@@ -91,6 +94,10 @@ def write_range_table(
     path = check_output(path, overwrite)
     if Path(path).suffix.lower() != ".parquet":
         raise ConfigError(f"a range table is a .parquet file, got {path}")
+    if score_bits not in SCORE_LEVELS:
+        raise ConfigError(f"score_bits must be one of {sorted(SCORE_LEVELS)}, got {score_bits!r}")
+    levels = SCORE_LEVELS[score_bits]
+    dtype = np.uint8 if score_bits == 8 else np.uint16
     names = list(prior.species)
     s = len(names)
     month_list = _months(months, prior)
@@ -108,13 +115,13 @@ def write_range_table(
                 prior, part.lat, part.lon, when, np.arange(s), output="presence", scores=scores
             )
             cell, sp = np.nonzero(probs >= thresholds[None, :])
-            q = np.clip(np.rint(probs[cell, sp] * SCORE_LEVELS), 1, SCORE_LEVELS)
+            q = np.clip(np.rint(probs[cell, sp].astype(np.float64) * levels), 1, levels)
             parts["month"].append(np.full(cell.size, m, np.uint8))
             parts["cell"].append(part.cells[cell].astype(np.uint64))
             parts["species"].append(sp.astype(np.int32))
-            parts["score"].append(q.astype(np.uint8))
+            parts["score"].append(q.astype(dtype))
     month, cell, sp, score = (np.concatenate(parts[k]) for k in ("month", "cell", "species", "score"))
-    order = np.lexsort((-score.astype(np.int16), cell, month))  # month, cell, best first
+    order = np.lexsort((-score.astype(np.int32), cell, month))  # month, cell, best first
     header = json_header(
         TABLE_FORMAT,
         TABLE_FORMAT_VERSION,
@@ -123,7 +130,7 @@ def write_range_table(
             "thresholds": thresholds_to_json(thresholds),
             "res": int(res),
             "months": month_list,
-            "score_levels": SCORE_LEVELS,
+            "score_levels": levels,
             "score": "presence",
             "land_only": bool(land_only),
             "bbox": list(region) if isinstance(region, tuple) else None,

@@ -13,7 +13,8 @@ geoprior version that wrote it.
 
 A range table is one Parquet file of the cells in range of every species: columns
 ``month`` (uint8, 1..12; 0 the year-round map), ``h3_cell`` (uint64 H3 index), ``species``
-(text) and ``score`` (uint8 presence, ``q / SCORE_LEVELS``), sorted by month, cell and
+(text) and ``score`` (presence quantised to a uint8 or uint16 ``q``, read back as ``q /
+score_levels``, 255 or 65535), sorted by month, cell and
 descending score, so pyarrow alone filters it by cell id. Its ``"geoprior"`` key-value
 metadata is the header (:func:`read_table_header`): species, thresholds, resolution, months,
 region and the score scale.
@@ -103,9 +104,10 @@ def thresholds_from_json(values) -> list[float] | None:
 # ------------------------------------------------------------------ range tables
 TABLE_FORMAT = "geoprior-range-table"
 TABLE_FORMAT_VERSION = 1
-#: Scores are presence probabilities stored as ``round(p * SCORE_LEVELS)`` in a uint8
-#: (at least 1 in a table of in-range cells): read back as ``q / SCORE_LEVELS``.
-SCORE_LEVELS = 255
+#: Scores are presence probabilities stored as ``round(p * levels)`` in an unsigned integer
+#: of ``bits`` bits (at least 1 in a table of in-range cells), read back as ``q / levels``:
+#: ``SCORE_LEVELS[bits]``.
+SCORE_LEVELS = {8: 255, 16: 65535}
 #: ``month`` 0 in a range table: the year-round (undated) map.
 YEAR_ROUND = 0
 TABLE_COLUMNS = ("month", "h3_cell", "species", "score")

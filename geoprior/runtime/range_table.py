@@ -106,10 +106,10 @@ class RangeTable:
             idx = species_indices(species.to_pylist(), header["species"])
         month = table.column("month").to_numpy().astype(np.uint8)
         cell = table.column("h3_cell").to_numpy().astype(np.uint64)
-        score = table.column("score").to_numpy().astype(np.uint8)
+        score = table.column("score").to_numpy()
         key = _keys(month, cell)
         if key.size > 1 and not (key[1:] >= key[:-1]).all():  # a table sorted otherwise
-            order = np.lexsort((-score.astype(np.int16), key))
+            order = np.lexsort((-score.astype(np.int32), key))
             month, cell, idx, score = month[order], cell[order], idx[order], score[order]
         return cls(header, month, cell, np.asarray(idx, np.int32), score, path)
 
