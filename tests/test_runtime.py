@@ -152,6 +152,14 @@ def test_an_export_is_a_prior_everywhere(trained_prior, runtime):
     b = range_map(runtime, "Europaea gamma", res=2, bbox=(0, 40, 20, 56))
     np.testing.assert_allclose(b.prob, a.prob, atol=1e-5)
     assert (a.in_range == b.in_range).mean() > 0.98
+    from geoprior import rerank
+
+    logits = np.random.default_rng(1).normal(size=(3, 5))
+    places = ([48.0, 60.0, -25.0], [10.0, -100.0, 135.0], "2021-07-01")
+    x = rerank(logits, trained_prior.species, trained_prior, *places, k=3)
+    y = rerank(logits, trained_prior.species, runtime, *places, k=3)
+    np.testing.assert_array_equal(x.top_index, y.top_index)
+    np.testing.assert_allclose(x.prior, y.prior, atol=1e-5)
 
 
 def test_load_picks_by_suffix(files, tmp_path):
