@@ -489,7 +489,7 @@ def _import_kinds() -> None:
     """Import the modules that register loaders (they register on import)."""
     import importlib
 
-    for mod in ("geoprior.priors",):
+    for mod in ("geoprior.priors", "geoprior.priors.geoprior"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -8,11 +8,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .errors import ClassMismatchError, DateError
+from .errors import ClassMismatchError, ConfigError, DateError, UnknownSpeciesError
 from .names import normalize_name
 from .validation import check_lat_lon, parse_dates
 
-__all__ = ["Query", "known_query", "prepare_query", "species_indices"]
+__all__ = ["Query", "known_query", "prepare_query", "species_columns", "species_indices"]
 
 
 class Query(NamedTuple):
@@ -86,6 +86,50 @@ def species_indices(names: Sequence[str] | str, species: Sequence[str]) -> np.nd
     if missing:
         raise unknown_species(missing, list(species))
     return np.array(found, dtype=np.int64)
+
+
+def species_columns(species, names: Sequence[str], n: int) -> np.ndarray | None:
+    """A prior's ``species=`` argument as int32 column indices into ``names``: ``None``
+    (every species), ``(k,)`` (the same for every row: names or indices) or ``(n, k)``
+    (each of ``n`` rows its own). Unknown names raise with close matches, indices outside
+    the list name the first one.
+
+    >>> species_columns(["b", "a"], ["a", "b", "c"], 1).tolist()
+    [1, 0]
+    """
+    if species is None:
+        return None
+    arr = np.asarray(species)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim > 2:
+        raise ConfigError(
+            f"species must be 1-D (the same for every row) or 2-D (n, k), got shape {arr.shape}"
+        )
+    if arr.ndim == 2 and arr.shape[0] != n:
+        raise ClassMismatchError(
+            f"per-row species have {arr.shape[0]} rows for {n} places; give (n, k) or a "
+            "1-D list for every row"
+        )
+    if arr.size == 0:
+        return np.zeros(arr.shape, np.int32)
+    if arr.dtype.kind in "iu":
+        bad = (arr < 0) | (arr >= len(names))
+        if bad.any():
+            i = int(np.flatnonzero(bad.ravel())[0])
+            raise UnknownSpeciesError(
+                f"{int(bad.sum())} of {arr.size} species indices outside [0, {len(names)}); "
+                f"first: position {i} = {int(arr.ravel()[i])}"
+            )
+        return arr.astype(np.int32)
+    flat = arr.ravel().tolist()
+    if arr.dtype.kind not in "UO" or not all(isinstance(v, str) for v in flat):
+        first = next(v for v in flat if not isinstance(v, str))
+        raise ConfigError(
+            f"species must be names or integer column indices, got {arr.dtype} values; "
+            f"first: {first!r}"
+        )
+    return species_indices(flat, names).astype(np.int32).reshape(arr.shape)
 
 
 def _is_datetime(value) -> bool:

@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 
 from .errors import (
+    ClassMismatchError,
     ConfigError,
     CoordinateError,
     DateError,
     GeopriorError,
+    NonFiniteError,
     SpeciesNameError,
     describe_bad,
     show,
@@ -28,6 +30,7 @@ __all__ = [
     "YEAR_ONLY",
     "InvalidRows",
     "ParsedDates",
+    "check_covariates",
     "check_lat_lon",
     "check_positive_int",
     "coordinate_array",
@@ -507,3 +510,55 @@ def check_positive_int(name: str, value) -> int:
             f"{name} must be >= 1 (a positive integer), got {value!r} ({type(value).__name__})"
         )
     return int(value)
+
+
+def check_covariates(covariates, names, n: int) -> np.ndarray | None:
+    """A prior's ``covariates=`` argument for ``n`` places as a float64 ``(n, c)`` array
+    (``c = len(names)``, the covariate columns the prior was trained with, in order), as
+    given (not standardised); ``None`` for a prior without covariates. One value per place
+    is accepted for a single covariate, and ``c`` values for a single place.
+
+    >>> check_covariates([1.0, 2.0], ["elevation"], 2).tolist()
+    [[1.0], [2.0]]
+    """
+    names = tuple(names)
+    if not names:
+        if covariates is not None:
+            raise ClassMismatchError("this prior was trained without covariates; do not pass any")
+        return None
+    if covariates is None:
+        raise ClassMismatchError(f"this prior needs covariates {list(names)} for every query")
+    cov = np.asarray(covariates, np.float64)
+    c = len(names)
+    if cov.ndim <= 1:
+        cov = cov.reshape(-1)
+        if c == 1:  # one value per place
+            if cov.size != n:
+                raise ClassMismatchError(
+                    f"got {cov.size} values of covariate {names[0]!r} for {n} places "
+                    "(give one per place)"
+                )
+            cov = cov[:, None]
+        elif n == 1:  # one place, its c covariates
+            if cov.size != c:
+                raise ClassMismatchError(
+                    f"got {cov.size} covariate values for one place, expected {c} "
+                    f"for columns {list(names)}"
+                )
+            cov = cov[None, :]
+        else:
+            raise ClassMismatchError(
+                f"covariates are 1-D (length {cov.size}), which is ambiguous for {n} "
+                f"places and {c} columns {list(names)}: give a ({n}, {c}) array"
+            )
+    if cov.shape != (n, c):
+        raise ClassMismatchError(
+            f"covariates have shape {cov.shape}, expected ({n}, {c}) for columns {list(names)}"
+        )
+    bad = ~np.isfinite(cov).all(1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise NonFiniteError(
+            f"{int(bad.sum())} of {n} covariate rows are not finite; first: row {i}"
+        )
+    return cov

@@ -15,6 +15,8 @@ from __future__ import annotations
 import click
 
 from . import convert, predict, range_map, rerank, species, train
+from . import export as export_command
+from . import serve as serve_command
 from . import species_list as species_list_command
 from .options import Group
 
@@ -38,5 +40,7 @@ for _command in (
     rerank.rerank,
     range_map.range_map,
     species_list_command.species_list,
+    export_command.export,
+    serve_command.serve,
 ):
     main.add_command(_command)

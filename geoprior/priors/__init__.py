@@ -5,6 +5,9 @@ adapters of external range models.
 - :mod:`~geoprior.priors.baselines`: :class:`UniformPrior`, :class:`FrequencyPrior`,
   :class:`CountGridPrior`, :class:`NearestNeighborPrior`.
 - :mod:`~geoprior.priors.adapters`: :class:`BirdNETPrior`.
+
+:class:`GeoPrior` (the one prior here that needs JAX) is imported on first use, so the
+contract and the baselines load without JAX (an exported prior's runtime uses them).
 """
 
 from .adapters import BirdNETPrior
@@ -15,7 +18,6 @@ from .baselines import (
     UniformPrior,
     auto_resolution,
 )
-from .geoprior import GeoPrior
 from .protocol import Prior, top_k
 
 __all__ = [
@@ -29,3 +31,11 @@ __all__ = [
     "auto_resolution",
     "top_k",
 ]
+
+
+def __getattr__(name: str):
+    if name == "GeoPrior":
+        from .geoprior import GeoPrior
+
+        return GeoPrior
+    raise AttributeError(f"module 'geoprior.priors' has no attribute {name!r}")

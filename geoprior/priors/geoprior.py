@@ -35,12 +35,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ..core.encoding import AnchorTable, EncoderSpec, encode_inputs, xyz
 from ..core.losses import LOSSES
 from ..core.model import GeoNet, ModelConfig
-from ..errors import ClassMismatchError, ConfigError, NonFiniteError, UnknownSpeciesError
+from ..errors import ConfigError
 from ..geo import EARTH_RADIUS_KM
 from ..observations import day_of_year
 from ..persistence import ArraySpec, Schema, field, register_kind, save_folder
-from ..query import Query, prepare_query, species_indices
-from ..validation import check_positive_int
+from ..query import Query, prepare_query, species_columns, species_indices
+from ..validation import check_covariates, check_positive_int
 from .protocol import ranking_frame
 
 __all__ = ["GeoPrior"]
@@ -485,85 +485,11 @@ class GeoPrior:
 
     def _species_columns(self, species, n: int) -> np.ndarray | None:
         """``species=`` as int32 column indices: ``None``, ``(k,)`` or ``(n, k)``."""
-        if species is None:
-            return None
-        names = self.species
-        arr = np.asarray(species)
-        if arr.ndim == 0:
-            arr = arr.reshape(1)
-        if arr.ndim > 2:
-            raise ConfigError(
-                f"species must be 1-D (the same for every row) or 2-D (n, k), got shape {arr.shape}"
-            )
-        if arr.ndim == 2 and arr.shape[0] != n:
-            raise ClassMismatchError(
-                f"per-row species have {arr.shape[0]} rows for {n} places; give (n, k) or a "
-                "1-D list for every row"
-            )
-        if arr.size == 0:
-            return np.zeros(arr.shape, np.int32)
-        if arr.dtype.kind in "iu":
-            bad = (arr < 0) | (arr >= len(names))
-            if bad.any():
-                i = int(np.flatnonzero(bad.ravel())[0])
-                raise UnknownSpeciesError(
-                    f"{int(bad.sum())} of {arr.size} species indices outside [0, {len(names)}); "
-                    f"first: position {i} = {int(arr.ravel()[i])}"
-                )
-            return arr.astype(np.int32)
-        flat = arr.ravel().tolist()
-        if arr.dtype.kind not in "UO" or not all(isinstance(v, str) for v in flat):
-            first = next(v for v in flat if not isinstance(v, str))
-            raise ConfigError(
-                f"species must be names or integer column indices, got {arr.dtype} values; "
-                f"first: {first!r}"
-            )
-        return species_indices(flat, names).astype(np.int32).reshape(arr.shape)
+        return species_columns(species, self.species, n)
 
     def _check_covariates(self, covariates, n: int):
-        names = self.covariate_names
-        if not names:
-            if covariates is not None:
-                raise ClassMismatchError(
-                    "this prior was trained without covariates; do not pass any"
-                )
-            return None
-        if covariates is None:
-            raise ClassMismatchError(f"this prior needs covariates {list(names)} for every query")
-        cov = np.asarray(covariates, np.float64)
-        c = len(names)
-        if cov.ndim <= 1:
-            cov = cov.reshape(-1)
-            if c == 1:  # one value per place
-                if cov.size != n:
-                    raise ClassMismatchError(
-                        f"got {cov.size} values of covariate {names[0]!r} for {n} places "
-                        "(give one per place)"
-                    )
-                cov = cov[:, None]
-            elif n == 1:  # one place, its c covariates
-                if cov.size != c:
-                    raise ClassMismatchError(
-                        f"got {cov.size} covariate values for one place, expected {c} "
-                        f"for columns {list(names)}"
-                    )
-                cov = cov[None, :]
-            else:
-                raise ClassMismatchError(
-                    f"covariates are 1-D (length {cov.size}), which is ambiguous for {n} "
-                    f"places and {c} columns {list(names)}: give a ({n}, {c}) array"
-                )
-        if cov.shape != (n, c):
-            raise ClassMismatchError(
-                f"covariates have shape {cov.shape}, expected ({n}, {c}) for columns {list(names)}"
-            )
-        bad = ~np.isfinite(cov).all(1)
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise NonFiniteError(
-                f"{int(bad.sum())} of {n} covariate rows are not finite; first: row {i}"
-            )
-        return ((cov - self.cov_mean) / self.cov_std).astype(np.float32)
+        cov = check_covariates(covariates, self.covariate_names, n)
+        return None if cov is None else ((cov - self.cov_mean) / self.cov_std).astype(np.float32)
 
     def top_k(
         self,
