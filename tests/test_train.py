@@ -306,15 +306,20 @@ def test_validation_chooses_the_length_on_held_out_places(synthetic_obs):
     assert v["how"] == "places" and v["held_out_rows"] > 0
     assert v["curve"] and v["steps"] == prior.header["resolved"]["steps"]
     assert prior.header["training"]["steps"] == v["steps"]
-    # the chosen length is within one standard error of the best score, and no later
-    _, low, se = min(v["curve"], key=lambda c: c[1])
-    chosen = next(c for c in v["curve"] if c[1] <= low + se)
-    assert v["best_step"] == chosen[0]
+    assert v["score"] == "ranking"  # location alone: each species' held-out AUC
+    steps = [c[0] for c in v["curve"]]
+    assert v["best_step"] in steps and all(0 <= c[1] <= 1 for c in v["curve"])
+    # the run stopped `patience` scores after the smoothed best, or at its length
+    means = np.array([c[1] for c in v["curve"]])
+    smooth = np.convolve(np.concatenate([means[:1], means, means[-1:]]), np.ones(3) / 3, "valid")
+    low = steps[int(np.argmin(smooth))]
+    assert steps[-1] - low <= 3 * 20  # never past `patience` scores after it
+    assert v["best_step"] >= low
     none = train_prior(synthetic_obs, small_config(validation="none"), progress=False)
     assert "validation" not in none.header
 
 
-def test_auto_validation_runs_when_the_network_takes_covariates(synthetic_obs):
+def test_auto_validation_runs_and_chooses_its_score(synthetic_obs):
     from geoprior.train.validate import validates
 
     rng = np.random.default_rng(0)
@@ -326,8 +331,15 @@ def test_auto_validation_runs_when_the_network_takes_covariates(synthetic_obs):
         covariate_names=["t", "r"],
     )
     auto = TrainConfig()
-    assert validates(auto, cov) and not validates(auto, synthetic_obs)
-    assert not validates(TrainConfig(use_covariates=False), cov)
+    assert validates(auto, cov) and validates(auto, synthetic_obs)
+    from geoprior.train.validate import validation_score
+
+    # covariates: the log-loss rule; location and date alone: the ranking rule
+    assert validation_score(auto, cov) == "loss"
+    assert validation_score(auto, synthetic_obs) == "ranking"
+    assert validation_score(TrainConfig(loss="maxent"), synthetic_obs) == "loss"
+    assert validation_score(TrainConfig(validation_score="loss"), synthetic_obs) == "loss"
+    assert validation_score(TrainConfig(use_covariates=False), cov) == "ranking"
     assert not validates(TrainConfig(steps=10), cov)
     assert validates(TrainConfig(validation="places"), synthetic_obs)
 

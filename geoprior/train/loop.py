@@ -54,7 +54,14 @@ from .step import (
     make_train_step,
     state_shardings,
 )
-from .validate import AVERAGED_SHARE, Monitor, choose_steps, ranking_losses, validates
+from .validate import (
+    AVERAGED_SHARE,
+    Monitor,
+    choose_steps,
+    ranking_losses,
+    validates,
+    validation_network,
+)
 
 if TYPE_CHECKING:
     from ..columnstore import ColumnStore
@@ -166,10 +173,12 @@ def train_prior(
     validation = None
     if validates(config, data):
 
+        one = validation_network(config)
+
         def fit_part(part, part_res, monitor):
             _fit(
                 part,
-                config,
+                one,
                 part_res,
                 mesh,
                 workdir=None,
