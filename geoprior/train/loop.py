@@ -173,7 +173,7 @@ def train_prior(
     validation = None
     if validates(config, data):
 
-        one = validation_network(config)
+        one = validation_network(config, data)
 
         def fit_part(part, part_res, monitor):
             _fit(
