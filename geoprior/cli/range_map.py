@@ -227,7 +227,7 @@ def range_map(
         return
     if rasters is not None:
         common["covariates"] = rasters
-    options = dict(dissolve=dissolve, **common)
+    options = dict(dissolve=dissolve, progress=not quiet, **common)
     if not dissolve:
         options["cells"] = cells
     if monthly:

@@ -108,8 +108,11 @@ def resolve_thresholds(
     return thresholds_for(prior, names, species_indices(names, prior.species), threshold, observations)
 
 
-def thresholds_for(prior, names: list[str], cols: np.ndarray, threshold, observations) -> np.ndarray:
-    """:func:`resolve_thresholds` of species already resolved to the prior's columns ``cols``."""
+def thresholds_for(
+    prior, names: list[str], cols: np.ndarray, threshold, observations, progress: bool = False
+) -> np.ndarray:
+    """:func:`resolve_thresholds` of species already resolved to the prior's columns ``cols``
+    (``progress``: a bar on stderr while a rule is computed)."""
     if threshold is None:
         stored = getattr(prior, "thresholds", None)
         if stored is None:
@@ -130,7 +133,9 @@ def thresholds_for(prior, names: list[str], cols: np.ndarray, threshold, observa
             )
         if observations is None:
             raise ConfigError(f"threshold={threshold!r} needs the presence observations")
-        values = compute_thresholds(prior, observations, threshold, species=names)
+        values = compute_thresholds(
+            prior, observations, threshold, species=names, progress=progress
+        )
     else:
         values = np.asarray(threshold, np.float32)
         if values.ndim == 0:
@@ -208,10 +213,20 @@ def map_grid(res, region, land_only) -> CellGrid:
     return grid
 
 
-def _predict_cells(prior, grid: CellGrid, cols: np.ndarray, when, covariates=None) -> np.ndarray:
+def progress_bar(total: int, desc: str, enabled: bool, unit: str = "cell"):
+    """A tqdm bar on stderr (does nothing unless ``enabled``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True)
+
+
+def _predict_cells(
+    prior, grid: CellGrid, cols: np.ndarray, when, covariates=None, bar=None
+) -> np.ndarray:
     """``(cells, len(cols))`` float32 probabilities, predicted a chunk of cells at a time
     (a prior that scores chosen columns computes only ``cols``); ``covariates`` are the
-    cells' own, ``(cells, c)``, for a prior that takes them."""
+    cells' own, ``(cells, c)``, for a prior that takes them; ``bar`` (a tqdm bar) advances
+    by the cells of each chunk."""
     out = np.empty((len(grid), cols.size), np.float32)
     scores = scores_columns(prior)
     width = cols.size if scores else len(prior.species)
@@ -223,6 +238,8 @@ def _predict_cells(prior, grid: CellGrid, cols: np.ndarray, when, covariates=Non
             prior, grid.lat[sl], grid.lon[sl], when, cols, covariates=cov, output="presence",
             scores=scores,
         )
+        if bar is not None:
+            bar.update(out[sl].shape[0])
     return out
 
 
@@ -309,6 +326,7 @@ def range_map(
     observations=None,
     covariates=None,
     cells: str = "all",
+    progress: bool = False,
 ) -> gpd.GeoDataFrame:
     """A range map of one or more species on H3 cells.
 
@@ -337,6 +355,8 @@ def range_map(
             ``"in-range"`` (only the rows in range: the smallest file) or ``"extent"`` (the
             cells within the prior's training extent, see :func:`within_extent`; only
             those are predicted). A dissolved map is of the cells in range.
+        progress: show progress bars on stderr (tqdm) while thresholds are computed
+            (``"lpt"``/``"f1"``) and the cells scored.
 
     Returns:
         A GeoDataFrame in EPSG:4326 with columns ``h3_cell, species, prob, in_range,
@@ -366,11 +386,12 @@ def range_map(
     check_cells(cells)
     cols = species_indices(names, prior.species)
     rasters, observations = _covariate_inputs(prior, covariates, observations)
-    thresholds = thresholds_for(prior, names, cols, threshold, observations)
+    thresholds = thresholds_for(prior, names, cols, threshold, observations, progress)
     region = None if bbox is None else parse_bbox(bbox)
     grid = keep_cells(prior, map_grid(res, region, land_only), cells)
     grid, cell_cov, about = _cell_inputs(rasters, grid, strict=region is not None)
-    probs = _predict_cells(prior, grid, cols, when, cell_cov)
+    with progress_bar(len(grid), "range map", progress) as bar:
+        probs = _predict_cells(prior, grid, cols, when, cell_cov, bar)
     kept = "in-range" if dissolve and cells == "all" else cells  # dissolved: its range
     attrs = map_attrs(prior, names, cols, threshold, res, when, month, region, land_only, kept)
     if about is not None:
@@ -391,11 +412,13 @@ def monthly_range_maps(
     observations=None,
     covariates=None,
     cells: str = "all",
+    progress: bool = False,
 ) -> gpd.GeoDataFrame:
     """:func:`range_map` for each month (the 15th), stacked with a ``month`` column.
 
     The grid, polygons and thresholds are computed once; the thresholds are the same for
-    every month. For priors that ignore dates every month is the same map.
+    every month. For priors that ignore dates every month is the same map. ``progress``
+    shows bars on stderr: the thresholds (a rule), then the cells scored month by month.
 
     >>> import geoprior
     >>> prior = geoprior.UniformPrior(["Setophaga virens", "Zenaida macroura"])
@@ -413,25 +436,27 @@ def monthly_range_maps(
     check_cells(cells)
     cols = species_indices(names, prior.species)
     rasters, observations = _covariate_inputs(prior, covariates, observations)
-    thresholds = thresholds_for(prior, names, cols, threshold, observations)
+    thresholds = thresholds_for(prior, names, cols, threshold, observations, progress)
     region = None if bbox is None else parse_bbox(bbox)
     grid = keep_cells(prior, map_grid(res, region, land_only), cells)
     grid, cell_cov, about = _cell_inputs(rasters, grid, strict=region is not None)
     # every month draws the same cells, except in range only (few, month by month)
     polygons = None if dissolve or cells == "in-range" else cell_polygons(grid.cells)
-    frames = []
-    for m in months:
-        when = map_date(None, m)
-        probs = _predict_cells(prior, grid, cols, when, cell_cov)
-        kept = "in-range" if dissolve and cells == "all" else cells
-        attrs = map_attrs(prior, names, cols, threshold, res, when, m, region, land_only, kept)
-        if about is not None:
-            attrs["covariates"] = about
-        frame = _frame(
-            grid, names, probs, thresholds, dissolve, attrs, cells == "in-range", polygons
-        )
-        frame.insert(0, "month", np.int64(m))
-        frames.append(frame)
+    with progress_bar(len(months) * len(grid), "monthly maps", progress) as bar:
+        frames = []
+        for m in months:
+            when = map_date(None, m)
+            bar.set_postfix_str(f"month {m}", refresh=False)
+            probs = _predict_cells(prior, grid, cols, when, cell_cov, bar)
+            kept = "in-range" if dissolve and cells == "all" else cells
+            attrs = map_attrs(prior, names, cols, threshold, res, when, m, region, land_only, kept)
+            if about is not None:
+                attrs["covariates"] = about
+            frame = _frame(
+                grid, names, probs, thresholds, dissolve, attrs, cells == "in-range", polygons
+            )
+            frame.insert(0, "month", np.int64(m))
+            frames.append(frame)
     out = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=CRS)
     top = {n: max(f.attrs["max_prob"][n] for f in frames) for n in names}
     out.attrs.update(frames[0].attrs, date=None, month=None, months=months, max_prob=top)

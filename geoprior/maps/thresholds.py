@@ -52,6 +52,7 @@ def compute_thresholds(
     res: int = 4,
     n_background: int = 1000,
     seed: int = 0,
+    progress: bool = False,
 ) -> np.ndarray:
     """Per-species probability thresholds of ``prior`` from presence ``observations``.
 
@@ -65,6 +66,8 @@ def compute_thresholds(
         res: for ``"f1"``, the H3 resolution of presence and pseudo-absence cells.
         n_background: for ``"f1"``, random land places added as pseudo-absences.
         seed: for ``"f1"``, the seed of the random land places.
+        progress: show a progress bar on stderr (tqdm): the presences scored (``"lpt"``),
+            or the cells, twice (``"f1"``).
 
     Returns:
         float32 thresholds aligned with ``species`` (or ``prior.species``); ``NaN`` for
@@ -107,15 +110,22 @@ def compute_thresholds(
         p = float(percentile)
         if not 0.0 <= p < 100.0:
             raise ConfigError(f"percentile must be in [0, 100), got {percentile!r}")
-        return _lpt(prior, obs, cols, target, p)
+        return _lpt(prior, obs, cols, target, p, progress)
     if n_background < 0:
         raise ConfigError(f"n_background must be >= 0, got {n_background}")
-    return _f1(prior, obs, cols, target, int(res), int(n_background), seed)
+    return _f1(prior, obs, cols, target, int(res), int(n_background), seed, progress)
 
 
-def _predict_chunks(prior, lat, lon, date, covariates, columns: np.ndarray):
+def _bar(total: int, desc: str, enabled: bool, unit: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, dynamic_ncols=True)
+
+
+def _predict_chunks(prior, lat, lon, date, covariates, columns: np.ndarray, bar=None):
     """Yield ``(slice, probs)`` over rows: float32 probabilities of ``columns`` (``(k,)``
-    for every row or ``(n, k)`` each row's own), about ``_CHUNK_VALUES`` computed a call."""
+    for every row or ``(n, k)`` each row's own), about ``_CHUNK_VALUES`` computed a call;
+    ``bar`` (a tqdm bar) advances by the rows of each chunk once it is used."""
     scores = scores_columns(prior)
     width = columns.shape[-1] if scores else len(prior.species)
     step = max(1, _CHUNK_VALUES // max(1, width))
@@ -130,6 +140,8 @@ def _predict_chunks(prior, lat, lon, date, covariates, columns: np.ndarray):
                 prior, lat[sl], lon[sl], d, cols, covariates=cov, output="presence", scores=scores
             ),
         )
+        if bar is not None:
+            bar.update(sl.stop - sl.start)
 
 
 def _covariates(prior, obs: Observations):
@@ -144,12 +156,13 @@ def _covariates(prior, obs: Observations):
     return obs.covariates
 
 
-def _lpt(prior, obs: Observations, cols, target, percentile: float) -> np.ndarray:
+def _lpt(prior, obs: Observations, cols, target, percentile: float, progress=False) -> np.ndarray:
     values = np.empty(len(obs), np.float32)
     cov = _covariates(prior, obs)
     own = obs.species_index[:, None]  # each presence: its own species only
-    for sl, probs in _predict_chunks(prior, obs.lat, obs.lon, obs.date, cov, own):
-        values[sl] = probs[:, 0]
+    with _bar(len(obs), "thresholds (lpt)", progress, "presence") as bar:
+        for sl, probs in _predict_chunks(prior, obs.lat, obs.lon, obs.date, cov, own, bar):
+            values[sl] = probs[:, 0]
     order = np.lexsort((values, target))
     counts = np.bincount(target, minlength=cols.size)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -178,7 +191,9 @@ def _keys(species: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return (species.astype(np.uint64) << np.uint64(32)) | bits
 
 
-def _f1(prior, obs: Observations, cols, target, res: int, n_background: int, seed) -> np.ndarray:
+def _f1(
+    prior, obs: Observations, cols, target, res: int, n_background: int, seed, progress=False
+) -> np.ndarray:
     if getattr(prior, "covariate_names", ()):
         raise ConfigError(
             "the F1 rule evaluates the prior at cell centres, which have no covariates; "
@@ -192,7 +207,9 @@ def _f1(prior, obs: Observations, cols, target, res: int, n_background: int, see
     pos = np.unique(np.searchsorted(cells, occupied) * s + target)
     pos_cell, pos_sp = pos // s, pos % s
     pos_prob = np.empty(pos.size, np.float32)
-    for sl, probs in _predict_chunks(prior, grid.lat, grid.lon, None, None, cols):
+    # the cells are scored twice: the presence cells' values, then the false positives
+    bar = _bar(2 * len(grid), "thresholds (f1)", progress, "cell")
+    for sl, probs in _predict_chunks(prior, grid.lat, grid.lon, None, None, cols, bar):
         inside = (pos_cell >= sl.start) & (pos_cell < sl.stop)
         pos_prob[inside] = probs[pos_cell[inside] - sl.start, pos_sp[inside]]
     keys = _keys(pos_sp, pos_prob)
@@ -202,7 +219,7 @@ def _f1(prior, obs: Observations, cols, target, res: int, n_background: int, see
     start = np.concatenate([[0], np.cumsum(n_pos)[:-1]])
     # false positives per candidate threshold, accumulated as a difference array
     diff = np.zeros(keys.size + 1, np.int64)
-    for sl, sub in _predict_chunks(prior, grid.lat, grid.lon, None, None, cols):
+    for sl, sub in _predict_chunks(prior, grid.lat, grid.lon, None, None, cols, bar):
         negative = np.ones(sub.shape, bool)
         inside = (pos_cell >= sl.start) & (pos_cell < sl.stop)
         negative[pos_cell[inside] - sl.start, pos_sp[inside]] = False
@@ -211,6 +228,7 @@ def _f1(prior, obs: Observations, cols, target, res: int, n_background: int, see
         upto = np.searchsorted(keys, _keys(sp, sub[negative]), side="right")
         diff += np.bincount(start[sp], minlength=diff.size)
         diff -= np.bincount(upto, minlength=diff.size)
+    bar.close()
     fp = np.cumsum(diff)[:-1]
     # true positives: the species' positives at or above the candidate (ties included)
     first_equal = np.searchsorted(keys, keys, side="left")
