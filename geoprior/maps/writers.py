@@ -371,7 +371,7 @@ def write_all_species(
     names = list(prior.species)
     when = map_date(date, month)
     cols = np.arange(len(names))
-    thresholds = thresholds_for(prior, names, cols, threshold, observations)
+    thresholds = thresholds_for(prior, names, cols, threshold, observations, progress)
     region = None if bbox is None else parse_bbox(bbox)
     grid = keep_cells(prior, map_grid(res, region, land_only), cells)
     attrs = map_attrs(prior, names, cols, threshold, res, when, month, region, land_only, cells)
