@@ -183,7 +183,7 @@ def train_prior(
                 mesh,
                 workdir=None,
                 background=background,
-                progress=False,
+                progress=progress,  # a "validate" bar: the held-out run before the real one
                 resume=False,
                 monitor=monitor,
                 covariate_source=source,
@@ -393,7 +393,9 @@ def _fit(
     losses = np.zeros(res.steps, np.float32)
     if start:
         losses[:start] = saved_losses[:start]
-    bar = _progress(res.steps, start, progress and is_main_process())
+    bar = _progress(
+        res.steps, start, progress and is_main_process(), "validate" if monitor else "train"
+    )
     t0, seen = time.perf_counter(), 0
     t_first = None  # wall time after the first step (which includes compilation)
     recent = []
@@ -503,9 +505,9 @@ def _run_header(
     )
 
 
-def _progress(total: int, start: int, enabled: bool):
+def _progress(total: int, start: int, enabled: bool, desc: str = "train"):
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=start, desc="train", unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=start, desc=desc, unit="step", dynamic_ncols=True)
