@@ -127,11 +127,14 @@ def ranking_losses(log_presence: np.ndarray, labels: np.ndarray) -> np.ndarray:
     ranks = np.empty(log_presence.shape, np.float64)
     order = np.argsort(log_presence, axis=0, kind="stable")
     np.put_along_axis(ranks, order, np.arange(1, len(labels) + 1, dtype=np.float64)[:, None], 0)
-    pos = labels[:, None] == species[None, :]
-    n_pos = pos.sum(0)
+    column = np.searchsorted(species, labels)  # each row's own species' column
+    n_pos = np.bincount(column, minlength=species.size)
     n_neg = len(labels) - n_pos
     ok = (n_pos > 0) & (n_neg > 0)
-    u = (ranks * pos).sum(0) - n_pos * (n_pos + 1) / 2.0
+    rank_sum = np.bincount(
+        column, weights=ranks[np.arange(len(labels)), column], minlength=species.size
+    )
+    u = rank_sum - n_pos * (n_pos + 1) / 2.0
     return 1.0 - u[ok] / (n_pos[ok] * n_neg[ok])
 
 
