@@ -103,3 +103,21 @@ def random_prior(
         cov_mean=stats,
         cov_std=stats,
     )
+
+
+@pytest.fixture(scope="module")
+def saved_prior(tmp_path_factory, trained_prior, synthetic_obs):
+    """The session's trained prior with LPT thresholds, saved once per test module."""
+    from geoprior.maps.thresholds import compute_thresholds
+
+    prior = GeoPrior(
+        trained_prior.species,
+        trained_prior.params,
+        dict(trained_prior.header),
+        thresholds=compute_thresholds(trained_prior, synthetic_obs),
+        anchors=trained_prior.anchors,
+        support=trained_prior.support,
+    )
+    path = tmp_path_factory.mktemp("saved") / "small.prior"
+    prior.save(path)
+    return path

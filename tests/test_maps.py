@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geoprior import CountGridPrior, GeoPrior, Observations
+from geoprior import CountGridPrior, Observations
 from geoprior.cli import main
 from geoprior.errors import (
     ConfigError,
@@ -408,23 +408,6 @@ def test_works_with_a_baseline_and_a_trained_geoprior(synthetic_obs, trained_pri
 
 
 # ---------------------------------------------------------------------------- CLI
-@pytest.fixture(scope="module")
-def saved_prior(tmp_path_factory, trained_prior, synthetic_obs):
-    from geoprior.maps.thresholds import compute_thresholds
-
-    prior = GeoPrior(
-        trained_prior.species,
-        trained_prior.params,
-        dict(trained_prior.header),
-        thresholds=compute_thresholds(trained_prior, synthetic_obs),
-        anchors=trained_prior.anchors,
-        support=trained_prior.support,
-    )
-    path = tmp_path_factory.mktemp("maps") / "small.prior"
-    prior.save(path)
-    return path
-
-
 def test_cli_writes_maps_and_protects_outputs(saved_prior, tmp_path):
     runner = CliRunner()
     out = tmp_path / "map.gpkg"

@@ -17,7 +17,6 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geoprior import GeoPrior
 from geoprior.cli import main
 from geoprior.errors import ConfigError, EmptyDataError
 from geoprior.geo import KM_PER_DEGREE, edge_km
@@ -300,23 +299,6 @@ def test_empty_in_range_maps_write_empty_valid_files(tmp_path):
 
 
 # ---------------------------------------------------------------------------- CLI
-@pytest.fixture(scope="module")
-def saved_prior(tmp_path_factory, trained_prior, synthetic_obs):
-    from geoprior.maps.thresholds import compute_thresholds
-
-    prior = GeoPrior(
-        trained_prior.species,
-        trained_prior.params,
-        dict(trained_prior.header),
-        thresholds=compute_thresholds(trained_prior, synthetic_obs),
-        anchors=trained_prior.anchors,
-        support=trained_prior.support,
-    )
-    path = tmp_path_factory.mktemp("outputs") / "small.prior"
-    prior.save(path)
-    return path
-
-
 def test_cli_writes_the_range_by_default_and_every_cell_when_asked(saved_prior, tmp_path):
     runner = CliRunner()
     base = ["range-map", str(saved_prior), "Borealis alpha", "Australis beta", "--res", "2"]

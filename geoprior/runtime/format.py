@@ -72,18 +72,24 @@ def read_header(text: str | None, where: str) -> dict:
             f"{where} is an ONNX model but not a geoprior export (no {METADATA_KEY!r} "
             "metadata entry; write one with `geoprior export`)"
         )
+    return _parse_header(text, where, FORMAT, f"{FORMAT} export", FORMAT_VERSION, _REQUIRED)
+
+
+def _parse_header(text, where: str, fmt: str, what: str, max_version: int, required) -> dict:
+    """The JSON header ``text`` of a ``fmt`` file at ``where``: parsed, of that format, no
+    newer than ``max_version`` and holding the ``required`` keys, or a PriorFileError."""
     try:
         header = json.loads(text)
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise PriorFileError(f"{where}: its {METADATA_KEY!r} metadata is corrupt: {e}") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise PriorFileError(f'{where} is not a {FORMAT} export (no "format": "{FORMAT}")')
-    problem = format_version_problem(header, FORMAT_VERSION)
+    if not isinstance(header, dict) or header.get("format") != fmt:
+        raise PriorFileError(f'{where} is not a {what} (no "format": "{fmt}")')
+    problem = format_version_problem(header, max_version)
     if problem:
         raise PriorFileError(f"{where} {problem}")
-    missing = [k for k in _REQUIRED if k not in header]
+    missing = [k for k in required if k not in header]
     if missing:
-        raise PriorFileError(f"{where}: its export header lacks {missing} (the file is corrupt)")
+        raise PriorFileError(f"{where}: its header lacks {missing} (the file is corrupt)")
     return header
 
 
@@ -121,16 +127,11 @@ def read_table_header(text: bytes | str | None, where: str) -> dict:
             f"{where} is a Parquet file but not a geoprior range table (no {METADATA_KEY!r} "
             "metadata; write one with `geoprior export --format range-table`)"
         )
-    try:
-        header = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PriorFileError(f"{where}: its {METADATA_KEY!r} metadata is corrupt: {e}") from None
-    if not isinstance(header, dict) or header.get("format") != TABLE_FORMAT:
-        raise PriorFileError(f'{where} is not a {TABLE_FORMAT} (no "format": "{TABLE_FORMAT}")')
-    problem = format_version_problem(header, TABLE_FORMAT_VERSION)
-    if problem:
-        raise PriorFileError(f"{where} {problem}")
-    missing = [k for k in ("species", "res", "months", "score_levels") if k not in header]
-    if missing:
-        raise PriorFileError(f"{where}: its header lacks {missing} (the file is corrupt)")
-    return header
+    return _parse_header(
+        text,
+        where,
+        TABLE_FORMAT,
+        TABLE_FORMAT,
+        TABLE_FORMAT_VERSION,
+        ("species", "res", "months", "score_levels"),
+    )
