@@ -86,11 +86,14 @@ class GeoNet(nn.Module):
             raise ValueError("this GeoNet has no observation head (observation_head=False)")
         return self.head_obs if obs else self.head_out
 
+    def head_input(self, emb):
+        """What the species heads multiply: the embedding, through the rank-r layer when the
+        head is low-rank (``head(emb) == head_input(emb) @ kernel``)."""
+        return self.head_low(emb) if self.config.head_rank else emb
+
     def head(self, emb, obs: bool = False):
         """Embedding → all species logits ``(n, S)`` (``obs``: of the observation head)."""
-        if self.config.head_rank:
-            emb = self.head_low(emb)
-        return self._head(obs)(emb)
+        return self._head(obs)(self.head_input(emb))
 
     def head_columns(self, emb, species, obs: bool = False):
         """Logits of chosen species: ``emb (n, w)``, ``species (n, k)`` int → ``(n, k)``,

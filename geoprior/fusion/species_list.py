@@ -197,7 +197,9 @@ def species_list(
     two = "observation" in outputs and "presence" in outputs
     ranking = {"output": "observation"} if two else {}
     frames = []
-    for a in range(0, lat.size, batch_size):
+    if callable(getattr(prior, "select", None)):  # a GeoPrior: lists ranked on the device
+        frames.append(_listed_on_device(prior, lat, lon, dates, cut, k, two, species, names))
+    for a in range(0, lat.size if not frames else 0, batch_size):
         rows = slice(a, a + batch_size)
         probs = np.asarray(predict_known(prior, lat[rows], lon[rows], dates[rows], **ranking))
         if probs.shape != (len(lat[rows]), len(species)):
@@ -232,6 +234,38 @@ def species_list(
     frame.attrs["meaning"] = _meaning(prior, outputs, two, k, min_prob, in_range)
     frame.attrs["empty_places"] = int(lat.size - frame["row"].nunique()) if len(frame) else lat.size
     return frame
+
+
+def _listed_on_device(prior, lat, lon, dates, cut, k, two, species, names) -> pd.DataFrame:
+    """The list of a prior with ``select`` (a :class:`~geoprior.GeoPrior`): the top ``k``
+    by the ranking output, or the species whose presence reaches ``cut`` ranked by
+    presence, chosen on the device; the other output at the listed species only."""
+    ranking = {"output": "observation"} if two else {}
+    if cut is None:
+        r, col, prob = prior.select(lat, lon, dates, thresholds=-np.inf, k=k, **ranking)
+        other = "presence"
+    else:
+        chosen = {"output": "presence"} if two else {}
+        r, col, prob = prior.select(lat, lon, dates, thresholds=cut, k=k, **chosen)
+        other = "observation"
+    start = np.searchsorted(r, r, side="left")
+    rank = np.arange(r.size) - start
+    part = {"row": r, "rank": rank + 1, "species": np.asarray(species, object)[col]}
+    if names is not None:
+        part["common_name"] = names[col]
+    part["prob"] = prob
+    if two:
+        # the other output at each place's listed species: one (places, longest list)
+        # request, each place's list padded with its first species
+        first = np.flatnonzero(rank == 0)
+        places, at = r[first], np.cumsum(rank == 0) - 1
+        cols = np.repeat(col[first][:, None], int(rank.max(initial=0)) + 1, 1)
+        cols[at, rank] = col
+        values = predict_known(
+            prior, lat[places], lon[places], dates[places], species=cols, output=other
+        )[at, rank] if r.size else prob
+        part["prob"], part["presence"] = (prob, values) if other == "presence" else (values, prob)
+    return pd.DataFrame(part)
 
 
 def _hint(lat, lon) -> str:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import io
 import json
 import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import geopandas as gpd
@@ -327,6 +329,38 @@ def _geo_metadata(types: set[str], bounds) -> bytes:
     return pq.read_schema(buffer).metadata[b"geo"]
 
 
+def _map_chunks(prior, grid, when, thresholds, cells: str, step: int):
+    """Yield every species' map ``(part, cell, species, prob, in_range)`` a chunk of cells
+    at a time, rows species by species (cells in order within each): only the rows in
+    range for ``cells="in-range"``, else every (cell, species) row.
+
+    A prior that compares thresholds on the device (``iter_above``: a GeoPrior) hands over
+    only the rows in range, a block of its own size at a time; any other is predicted
+    ``step`` cells at a time and compared here."""
+    s = len(prior.species)
+    if cells == "in-range" and callable(getattr(prior, "iter_above", None)):
+        for start, m, cell, sp, prob in prior.iter_above(
+            grid.lat, grid.lon, when, thresholds=thresholds, output="presence"
+        ):
+            order = np.argsort(sp, kind="stable")  # species by species, cells in order
+            yield grid.take(slice(start, start + m)), cell[order], sp[order], prob[order], (
+                np.ones(order.size, bool)
+            )
+        return
+    scores = scores_columns(prior)
+    cols = np.arange(s)
+    for a in range(0, len(grid), step):
+        part = grid.take(slice(a, a + step))
+        probs = predict_columns(prior, part.lat, part.lon, when, cols, output="presence", scores=scores)
+        in_range = probs >= thresholds[None, :]
+        if cells == "in-range":  # species by species, cells in order
+            sp, cell = np.nonzero(in_range.T)
+        else:
+            sp = np.repeat(np.arange(s), len(part))
+            cell = np.tile(np.arange(len(part)), s)
+        yield part, cell, sp, probs[cell, sp], in_range[cell, sp]
+
+
 def write_all_species(
     prior,
     path: str | os.PathLike,
@@ -349,7 +383,10 @@ def write_all_species(
     Cells are predicted ``chunk_values // n_species`` at a time (at least one cell) and
     each chunk becomes one row group, so memory is one chunk of about
     ``max(chunk_values, n_species)`` probabilities and a few bytes per row written from it,
-    never ``cells x species``. Rows have the columns of :func:`range_map` (``h3_cell, species,
+    never ``cells x species``. A GeoPrior's in-range map compares the thresholds on the
+    device, a block of its own size at a time, and hands over only the rows in range.
+    Chunks are scored on the calling thread and encoded (polygons, Arrow, zstd) and written
+    on another, with at most two waiting, so scoring and writing overlap. Rows have the columns of :func:`range_map` (``h3_cell, species,
     prob, in_range, geometry``), species by species within a chunk; ``cells`` as in
     :func:`range_map` (default ``"in-range"``: only the rows in range). The file's
     metadata is :func:`map_metadata` of the map (``geopandas.read_parquet(path).attrs``),
@@ -392,58 +429,64 @@ def write_all_species(
             ("geometry", pa.dictionary(pa.int32(), pa.binary())),
         ]
     )
-    rows = 0
-    types: set[str] = set()
-    bounds = None
-    scores = scores_columns(prior)
+    state = {"rows": 0, "types": set(), "bounds": None}
+
+    def encode_and_write(writer, part, cell, sp, prob, in_range):
+        """One chunk's rows as a row group (run on the writer thread)."""
+        used_cells, cell_idx = np.unique(cell, return_inverse=True)
+        used_species, sp_idx = np.unique(sp, return_inverse=True)
+        polygons = cell_polygons(part.cells[used_cells])
+        state["types"].update(shapely.get_type_id(polygons).tolist())
+        box = shapely.total_bounds(polygons)
+        bounds = state["bounds"]
+        if bounds is not None:
+            box = np.r_[np.minimum(bounds[:2], box[:2]), np.maximum(bounds[2:], box[2:])]
+        state["bounds"] = box
+        cell_idx = pa.array(cell_idx.astype(np.int32))
+        table = pa.table(
+            {
+                "h3_cell": pa.DictionaryArray.from_arrays(
+                    cell_idx, pa.array(cell_strings(part.cells[used_cells]), pa.string())
+                ),
+                "species": pa.DictionaryArray.from_arrays(
+                    sp_idx.astype(np.int32), species_arr.take(pa.array(used_species))
+                ),
+                "prob": pa.array(prob),
+                "in_range": pa.array(in_range),
+                "geometry": pa.DictionaryArray.from_arrays(
+                    cell_idx, pa.array(shapely.to_wkb(polygons), pa.binary())
+                ),
+            },
+            schema=schema,
+        )
+        writer.write_table(table, row_group_size=table.num_rows)
+        state["rows"] += table.num_rows
+
+    chunks = _map_chunks(prior, grid, when, thresholds, cells, step)
     with atomic_path(path) as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd", store_schema=False) as writer:
-            chunks = range(0, len(grid), step)
-            for a in tqdm(chunks, disable=not progress, unit="chunk", desc="range maps"):
-                part = grid.take(slice(a, a + step))
-                probs = predict_columns(
-                    prior, part.lat, part.lon, when, cols, output="presence", scores=scores
-                )
-                in_range = probs >= thresholds[None, :]
-                if cells == "in-range":  # species by species, cells in order
-                    sp, cell = np.nonzero(in_range.T)
-                else:
-                    sp = np.repeat(np.arange(s), len(part))
-                    cell = np.tile(np.arange(len(part)), s)
-                if sp.size == 0:
-                    continue
-                used_cells, cell_idx = np.unique(cell, return_inverse=True)
-                used_species, sp_idx = np.unique(sp, return_inverse=True)
-                polygons = cell_polygons(part.cells[used_cells])
-                types.update(shapely.get_type_id(polygons).tolist())
-                box = shapely.total_bounds(polygons)
-                if bounds is not None:
-                    box = np.r_[np.minimum(bounds[:2], box[:2]), np.maximum(bounds[2:], box[2:])]
-                bounds = box
-                cell_idx = pa.array(cell_idx.astype(np.int32))
-                table = pa.table(
-                    {
-                        "h3_cell": pa.DictionaryArray.from_arrays(
-                            cell_idx, pa.array(cell_strings(part.cells[used_cells]), pa.string())
-                        ),
-                        "species": pa.DictionaryArray.from_arrays(
-                            sp_idx.astype(np.int32), species_arr.take(pa.array(used_species))
-                        ),
-                        "prob": pa.array(probs[cell, sp]),
-                        "in_range": pa.array(in_range[cell, sp]),
-                        "geometry": pa.DictionaryArray.from_arrays(
-                            cell_idx, pa.array(shapely.to_wkb(polygons), pa.binary())
-                        ),
-                    },
-                    schema=schema,
-                )
-                writer.write_table(table, row_group_size=table.num_rows)
-                rows += table.num_rows
+            # scoring on this thread, encoding and writing on another (shapely, Arrow and
+            # zstd release the GIL), at most two chunks waiting: bounded memory
+            with ThreadPoolExecutor(1) as pool, tqdm(
+                total=len(grid), disable=not progress, unit="cell", desc="range maps"
+            ) as bar:
+                waiting: deque = deque()
+                for part, cell, sp, prob, in_range in chunks:
+                    if sp.size:
+                        waiting.append(
+                            pool.submit(encode_and_write, writer, part, cell, sp, prob, in_range)
+                        )
+                    bar.update(len(part))
+                    while len(waiting) > 2:
+                        waiting.popleft().result()
+                while waiting:
+                    waiting.popleft().result()
             names_of = {3: "Polygon", 6: "MultiPolygon"}
             writer.add_key_value_metadata(
                 {
-                    "geo": _geo_metadata({names_of[t] for t in types}, bounds),
+                    "geo": _geo_metadata({names_of[t] for t in state["types"]}, state["bounds"]),
                     "PANDAS_ATTRS": json.dumps(_metadata(attrs)),
                 }
             )
+    rows = state["rows"]
     return {"cells": len(grid), "species": s, "rows": rows, "path": str(path)}
