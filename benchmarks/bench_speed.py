@@ -1,18 +1,28 @@
-"""Training and scoring throughput of the learned prior, as a fraction of this machine's peak.
+"""Training, scoring, map and fusion throughput of the learned prior, each as a fraction of
+this machine's own peak, measured in one run.
 
     python -m benchmarks.bench_speed [--quick] [--out docs]
 
-Measures, in one process:
+Measures, in one process (the all-species map in a child process, so its peak memory is
+its own):
 
-- the peak float32 matmul throughput of this machine (jitted 2048x2048 products), the
-  reference every other number is divided by;
-- training throughput (observations/second) of ``train_prior`` at batch 2048 for 1,000 and
-  10,000 species, with the full assume-negative loss and the sampled one (SSDL): the
-  steady-state time of a step, as ``train_prior`` records it (compilation excluded);
-- scoring throughput (locations x species per second) of ``GeoPrior.predict``.
+- the machine's references: the peak float32 matmul throughput (jitted 2048x2048
+  products), which every FLOP rate is divided by, and the memory bandwidth of a copy
+  (``np.copyto`` of the bytes fusion moves), which fusion is divided by;
+- training throughput of ``train_prior`` at batch 2048 for 1,000 and 10,000 species,
+  full assume-negative loss and the sampled one (SSDL): the steady-state time of a step
+  as ``train_prior`` records it (compilation excluded);
+- scoring of 100,000 places: ``predict`` (default output, then presence), ``top_k``
+  (k = 10) and ``select`` (each species' own threshold), including the copy to the host;
+- every species' range map on every resolution-4 land cell, streamed to GeoParquet end to
+  end (scoring, thresholds, encoding, writing), with the child process's peak memory;
+- fusion of 10,000 rows x 10,000 classes (``geoprior.fuse``) in GB/s.
 
-FLOPs are counted analytically from the network shape (dense layers: 2 * rows * in * out
-forward, twice that backward; times the ensemble's members). Writes ``speed.json`` and ``speed.md`` to ``--out``.
+FLOPs are counted from the network's dense layers: ``2 * rows * in * out`` forward for the
+trunk and the species head, twice that backward, times the ensemble's members. Scoring
+rows count the trunk and the one head a call uses. The same script runs unchanged on a
+GPU (the references are then the GPU's). Writes ``speed.json`` and ``speed.md`` to
+``--out``.
 """
 
 from __future__ import annotations
@@ -20,6 +30,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import resource
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,8 +41,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from geoprior import ModelConfig, Observations, TrainConfig, train_prior
+from geoprior import ModelConfig, Observations, TrainConfig, fuse, load_prior, train_prior
 from geoprior.train import resolve_config
+
+#: What bounds each kind of row, for the table.
+BOUNDS = {
+    "train": "matrix products of the trunk and head, forward and backward; the input layer "
+    "of the anchor features is a third of them",
+    "predict": "the trunk and head products at cache-sized blocks (about 85% of peak each), "
+    "then one exponential a value and the copy out",
+    "top_k": "as predict, plus a grouped top-k on the device; only k columns leave the call",
+    "select": "as predict, plus thresholds and a ranked list on the device",
+    "all-species map": "scoring as predict, then the rows in range encoded and written "
+    "(zstd) on a second thread",
+    "fuse": "memory: read logits and prior, write the fused log-probabilities",
+}
 
 
 def peak_matmul_flops(n: int = 2048, repeats: int = 20) -> float:
@@ -43,6 +70,31 @@ def peak_matmul_flops(n: int = 2048, repeats: int = 20) -> float:
             out = f(a, a)
         out.block_until_ready()
         best = max(best, 2 * n**3 * repeats / (time.perf_counter() - t))
+    return best
+
+
+def copy_bandwidth(nbytes: int) -> float:
+    """Bytes read plus bytes written per second by ``np.copyto`` of ``nbytes`` (best of 3,
+    into memory already touched)."""
+    src = np.ones(nbytes // 4, np.float32)
+    dst = np.empty_like(src)
+    dst[:] = 0
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        best = max(best, 2 * src.nbytes / (time.perf_counter() - t))
+    return best
+
+
+def best_time(f, repeats: int = 2) -> float:
+    """Best wall time of ``f()`` over ``repeats`` runs after one warm-up (compilation)."""
+    f()
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - t)
     return best
 
 
@@ -64,6 +116,12 @@ def dense_flops(rows: int, in_dim: int, model: ModelConfig, head_cols: int) -> f
     return 2.0 * rows * (body + w * head_cols)
 
 
+def scoring_flops(prior, rows: int) -> float:
+    """Forward FLOPs of one output of ``prior`` (trunk and one head) at ``rows`` places."""
+    model = ModelConfig(**prior.header["config"]["model"])
+    return dense_flops(rows, prior._in_dim(), model, prior.n_species) * prior.members
+
+
 def time_training(obs: Observations, config: TrainConfig, steps: int) -> float:
     """Steady-state seconds per training step (``train_prior`` times its steps after the
     first one, which includes compilation)."""
@@ -71,65 +129,178 @@ def time_training(obs: Observations, config: TrainConfig, steps: int) -> float:
     return float(prior.header["training"]["seconds_per_step"])
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer steps and species")
-    parser.add_argument("--out", default="docs", help="folder for speed.json and speed.md")
-    args = parser.parse_args(argv)
-    peak = peak_matmul_flops()
-    species_counts = (1000,) if args.quick else (1000, 10000)
-    steps = 6 if args.quick else 16
-    batch = 2048
-    rows = []
-    for n_species in species_counts:
-        obs = synthetic(n_species, 50_000)
-        for loss in ("an_full", "an_ssdl"):
-            config = TrainConfig(loss=loss, batch_size=batch, use_date=True)
-            res = resolve_config(config, obs)
-            in_dim = res.encoder.dim() + 3
-            sec = time_training(obs, config, steps)
-            cols = n_species if loss == "an_full" else 2
-            bg_cols = n_species if loss == "an_full" else 1
-            fwd = dense_flops(batch, in_dim, config.model, cols) + dense_flops(
-                batch, in_dim, config.model, bg_cols
-            )
-            flops = 3 * fwd * config.members  # forward + backward, for every member
-            rows.append(
-                {
-                    "task": "train",
-                    "species": n_species,
-                    "loss": loss,
-                    "batch": batch,
-                    "seconds_per_step": sec,
-                    "obs_per_second": batch / sec,
-                    "gflops_per_second": flops / sec / 1e9,
-                    "fraction_of_peak": flops / sec / peak,
-                }
-            )
-            print(rows[-1], flush=True)
-        prior = train_prior(obs, TrainConfig(steps=2, min_steps=1), progress=False)
-        n_points = 20_000 if args.quick else 100_000
-        rng = np.random.default_rng(1)
-        lat, lon = rng.uniform(-60, 70, n_points), rng.uniform(-180, 180, n_points)
-        prior.predict(lat, lon, "2021-06-01")  # compile every batch shape of this query
-        t = time.perf_counter()
-        prior.predict(lat, lon, "2021-06-01")
-        sec = time.perf_counter() - t
-        in_dim = prior.encoder.dim() + 3
-        flops = dense_flops(n_points, in_dim, ModelConfig(), n_species) * prior.members
+def training_rows(obs, n_species: int, steps: int, peak: float) -> list[dict]:
+    rows, batch = [], 2048
+    for loss in ("an_full", "an_ssdl"):
+        config = TrainConfig(loss=loss, batch_size=batch, use_date=True)
+        res = resolve_config(config, obs)
+        in_dim = res.encoder.dim() + 3
+        sec = time_training(obs, config, steps)
+        cols = n_species if loss == "an_full" else 2
+        bg_cols = n_species if loss == "an_full" else 1
+        fwd = dense_flops(batch, in_dim, config.model, cols) + dense_flops(
+            batch, in_dim, config.model, bg_cols
+        )
+        flops = 3 * fwd * config.members  # forward + backward, for every member
         rows.append(
             {
-                "task": "score",
+                "task": "train",
                 "species": n_species,
-                "loss": "-",
-                "batch": 8192,
-                "seconds_per_step": sec,
-                "cells_x_species_per_second": n_points * n_species / sec,
+                "detail": f"{loss}, batch {batch}",
+                "seconds": sec,
+                "throughput": f"{batch / sec:,.0f} obs/s",
                 "gflops_per_second": flops / sec / 1e9,
-                "fraction_of_peak": flops / sec / peak,
+                "fraction": flops / sec / peak,
             }
         )
         print(rows[-1], flush=True)
+    return rows
+
+
+def scoring_rows(prior, n_points: int, peak: float) -> list[dict]:
+    rng = np.random.default_rng(1)
+    lat, lon = rng.uniform(-60, 70, n_points), rng.uniform(-180, 180, n_points)
+    date = "2021-06-01"
+    s = prior.n_species
+    sample = prior.predict(lat[:2000], lon[:2000], date, output="presence")
+    thresholds = np.quantile(sample, 0.99, axis=0).astype(np.float32)  # ~1% of places each
+    tasks = [
+        ("predict", f"{prior.outputs[0]} (default)", lambda: prior.predict(lat, lon, date)),
+        ("predict", "presence", lambda: prior.predict(lat, lon, date, output="presence")),
+        ("top_k", "k = 10", lambda: prior.top_k(lat, lon, date, k=10)),
+        (
+            "select",
+            "presence >= each species' threshold",
+            lambda: prior.select(lat, lon, date, thresholds=thresholds, output="presence"),
+        ),
+    ]
+    rows = []
+    flops = scoring_flops(prior, n_points)
+    for task, detail, f in tasks:
+        sec = best_time(f)
+        rows.append(
+            {
+                "task": task,
+                "species": s,
+                "detail": f"{n_points:,} places, {detail}",
+                "seconds": sec,
+                "throughput": f"{n_points * s / sec:.3g} places x species/s",
+                "gflops_per_second": flops / sec / 1e9,
+                "fraction": flops / sec / peak,
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
+def map_row(prior, res: int, peak: float) -> dict:
+    """Every species' map on every land cell at ``res``, in a child process (its own peak
+    memory), thresholds at each species' 98th percentile over the cells."""
+    from geoprior.maps.grid import cell_grid
+
+    grid = cell_grid(res, land_only=True)
+    sample = prior.predict(grid.lat[::7], grid.lon[::7], output="presence")
+    prior.thresholds = np.quantile(sample, 0.98, axis=0).astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        prior.save(Path(tmp) / "p.prior")
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_speed", "--map-child", tmp, str(res)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    flops = scoring_flops(prior, got["cells"])
+    sec = got["seconds"]
+    row = {
+        "task": "all-species map",
+        "species": prior.n_species,
+        "detail": (
+            f"{got['cells']:,} res-{res} land cells, {got['rows']:,} rows in range, "
+            f"GeoParquet {got['bytes'] / 1e6:.0f} MB; peak memory {got['peak_rss'] / 1e9:.2f} GB "
+            f"({got['peak_rss'] / (got['cells'] * prior.n_species * 4):.2f}x the dense "
+            "float32 map)"
+        ),
+        "seconds": sec,
+        "throughput": f"{got['cells'] * prior.n_species / sec:.3g} cells x species/s",
+        "gflops_per_second": flops / sec / 1e9,
+        "fraction": flops / sec / peak,
+        "peak_rss_bytes": got["peak_rss"],
+        "start_rss_bytes": got["start_rss"],
+    }
+    print(row, flush=True)
+    return row
+
+
+def map_child(folder: str, res: int) -> None:
+    """The child side of :func:`map_row`: load, warm up (compile), stream the map, report."""
+    from geoprior.maps import write_all_species
+
+    prior = load_prior(Path(folder) / "p.prior")
+    write_all_species(prior, Path(folder) / "warm.parquet", res=1)  # compile the block shape
+    start_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    path = Path(folder) / "all.parquet"
+    t = time.perf_counter()
+    summary = write_all_species(prior, path, res=res)
+    sec = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(
+        json.dumps(
+            {
+                "cells": summary["cells"],
+                "rows": summary["rows"],
+                "bytes": path.stat().st_size,
+                "seconds": sec,
+                "peak_rss": peak,
+                "start_rss": start_rss,
+            }
+        )
+    )
+
+
+def fusion_row(n: int, s: int, bandwidth: float) -> dict:
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(n, s)).astype(np.float32)
+    prior = rng.random((n, s), dtype=np.float32)
+    sec = best_time(lambda: np.asarray(fuse(logits, prior)))
+    moved = 3 * logits.nbytes  # read logits and prior, write the result
+    row = {
+        "task": "fuse",
+        "species": s,
+        "detail": f"{n:,} rows, product mode, numpy in and out",
+        "seconds": sec,
+        "throughput": f"{moved / sec / 1e9:.2f} GB/s",
+        "gb_per_second": moved / sec / 1e9,
+        "fraction": moved / sec / bandwidth,
+    }
+    print(row, flush=True)
+    return row
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps, species and places")
+    parser.add_argument("--out", default="docs", help="folder for speed.json and speed.md")
+    parser.add_argument("--map-child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.map_child:
+        map_child(args.map_child[0], int(args.map_child[1]))
+        return {}
+    peak = peak_matmul_flops()
+    species_counts = (1000,) if args.quick else (1000, 10000)
+    steps = 6 if args.quick else 16
+    n_points = 20_000 if args.quick else 100_000
+    fusion_shape = (2_000, 10_000) if args.quick else (10_000, 10_000)
+    bandwidth = copy_bandwidth(fusion_shape[0] * fusion_shape[1] * 4)
+    rows = []
+    for n_species in species_counts:
+        obs = synthetic(n_species, 50_000)
+        rows += training_rows(obs, n_species, steps, peak)
+        prior = train_prior(obs, TrainConfig(steps=2, min_steps=1), progress=False)
+        rows += scoring_rows(prior, n_points, peak)
+        if n_species == species_counts[-1]:
+            rows.append(map_row(prior, 3 if args.quick else 4, peak))
+    rows.append(fusion_row(*fusion_shape, bandwidth))
     result = {
         "machine": {
             "platform": platform.platform(),
@@ -137,8 +308,9 @@ def main(argv: list[str] | None = None) -> dict:
             "jax_backend": jax.default_backend(),
             "devices": [str(d) for d in jax.devices()],
             "peak_matmul_gflops": peak / 1e9,
+            "copy_gb_per_second": bandwidth / 1e9,
         },
-        "config": {"quick": args.quick, "batch": batch, "model": ModelConfig().__dict__},
+        "config": {"quick": args.quick, "model": ModelConfig().__dict__},
         "rows": rows,
     }
     out = Path(args.out)
@@ -153,26 +325,26 @@ def render(result: dict) -> str:
     lines = [
         "# Speed",
         "",
-        "Generated by `python -m benchmarks.bench_speed`; numbers are from the machine below, "
-        "measured in one process. Fractions are of the peak float32 matmul throughput measured "
-        "in the same run. FLOPs are counted from the network's dense layers (forward + backward).",
+        "Generated by `python -m benchmarks.bench_speed`; every number is from the machine "
+        "below, measured in one run. FLOP rates are fractions of the peak float32 matmul "
+        "throughput measured in the same run; fusion is a fraction of the bandwidth of a "
+        "copy of the same bytes. FLOPs are counted from the network's dense layers (trunk "
+        "and species head; forward, and backward for training; times the ensemble's "
+        "members). Scoring includes the copy of the result to the host.",
         "",
         f"- backend: {m['jax_backend']}, devices: {', '.join(m['devices'])}",
         f"- platform: {m['platform']}",
         f"- peak float32 matmul: {m['peak_matmul_gflops']:.1f} GFLOP/s",
+        f"- copy bandwidth (read + write): {m['copy_gb_per_second']:.1f} GB/s",
         "",
-        "| task | species | loss | batch | s/step | throughput | GFLOP/s | of peak |",
+        "| task | species | what | seconds | throughput | GFLOP/s | of peak | what bounds it |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
-        if r["task"] == "train":
-            thr = f"{r['obs_per_second']:,.0f} obs/s"
-        else:
-            thr = f"{r['cells_x_species_per_second']:,.3g} loc x species/s"
+        rate = "-" if "gflops_per_second" not in r else f"{r['gflops_per_second']:.1f}"
         lines.append(
-            f"| {r['task']} | {r['species']:,} | {r['loss']} | {r['batch']} | "
-            f"{r['seconds_per_step']:.3f} | {thr} | {r['gflops_per_second']:.1f} | "
-            f"{100 * r['fraction_of_peak']:.0f}% |"
+            f"| {r['task']} | {r['species']:,} | {r['detail']} | {r['seconds']:.3f} | "
+            f"{r['throughput']} | {rate} | {100 * r['fraction']:.0f}% | {BOUNDS[r['task']]} |"
         )
     return "\n".join(lines) + "\n"
 

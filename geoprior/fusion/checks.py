@@ -24,6 +24,7 @@ Two mistakes pass every check and quietly give wrong answers, so they are warned
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from ..core.fuse import DEFAULT_FLOOR, DEFAULT_THRESHOLD, MODES
@@ -64,11 +65,12 @@ def is_traced(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
-def check_logits(logits, what: str = "logits"):
+def check_logits(logits, what: str = "logits", *, values: bool = True):
     """Check that ``logits`` is a numeric ``(S,)`` or ``(n, S)`` array of finite numbers.
 
     Returns the array (numpy input as a float numpy array, JAX arrays unchanged). Traced
-    values (inside ``jax.jit``) only have their shape checked.
+    values (inside ``jax.jit``), and any with ``values=False`` (a caller that checks them
+    on the device, :func:`value_summary`), only have their type and shape checked.
 
     Raises:
         FormatError: not numbers, or not 1-d / 2-d.
@@ -89,7 +91,7 @@ def check_logits(logits, what: str = "logits"):
         raise FormatError(f"{what} must have shape (S,) or (n, S), got shape {tuple(logits.shape)}")
     if logits.shape[-1] == 0:
         raise EmptyDataError(f"{what} have no classes (shape {tuple(logits.shape)})")
-    if not is_traced(logits):
+    if values and not is_traced(logits):
         values = np.asarray(logits)
         bad_rows = ~np.isfinite(values).all(axis=-1).reshape(-1)
         if bad_rows.any():
@@ -103,7 +105,9 @@ def check_logits(logits, what: str = "logits"):
     return logits
 
 
-def check_prior_probs(prior, shape: tuple[int, ...]):
+def check_prior_probs(prior, shape: tuple[int, ...], *, values: bool = True):
+    """Check that ``prior`` has ``shape`` (or ``(S,)``) and holds probabilities; values as
+    for :func:`check_logits`."""
     if not isinstance(prior, jax.Array):
         prior = np.asarray(prior)
         if prior.dtype == object or not np.issubdtype(prior.dtype, np.number):
@@ -113,7 +117,7 @@ def check_prior_probs(prior, shape: tuple[int, ...]):
             f"prior_probs has shape {tuple(prior.shape)} but logits have shape {tuple(shape)}; "
             f"expected {tuple(shape)} or ({shape[-1]},) (align columns with align_classes)"
         )
-    if not is_traced(prior):
+    if values and not is_traced(prior):
         values = np.asarray(prior, dtype=np.float64).reshape(-1, shape[-1])
         nonfinite = ~np.isfinite(values)
         if nonfinite.any():
@@ -134,6 +138,31 @@ def check_prior_probs(prior, shape: tuple[int, ...]):
                 "(are these logits? apply a sigmoid or softmax first)"
             )
     return prior
+
+
+@jax.jit
+def value_summary(logits, prior):
+    """What the value checks need, in one pass on the device: whether ``logits`` and
+    ``prior`` are all finite, and the least and greatest of each. When they are finite,
+    the prior is within [0, 1] and the logits reach outside it, the host checks pass (and
+    :func:`warn_if_probabilities` has nothing to say) without reading the arrays again."""
+    return (
+        jnp.all(jnp.isfinite(logits)),
+        jnp.min(logits),
+        jnp.max(logits),
+        jnp.all(jnp.isfinite(prior)),
+        jnp.min(prior),
+        jnp.max(prior),
+    )
+
+
+def values_pass(summary) -> tuple[bool, bool]:
+    """``(checks pass, warning impossible)`` from a :func:`value_summary`."""
+    finite, low, high, prior_finite, prior_low, prior_high = (np.asarray(v) for v in summary)
+    ok = bool(finite) and bool(prior_finite)
+    ok = ok and float(prior_low) >= -_PROB_TOLERANCE and float(prior_high) <= 1 + _PROB_TOLERANCE
+    quiet = float(low) < -_PROB_TOLERANCE or float(high) > 1 + _PROB_TOLERANCE
+    return ok, quiet
 
 
 def check_params(mode, weight, floor, threshold, temperature) -> tuple[float, float]:

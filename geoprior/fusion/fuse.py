@@ -7,9 +7,18 @@ Each validates its input once (:mod:`geoprior.fusion.checks`) and calls the pure
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 
 from ..core.fuse import FusionResult, fuse_core
-from .checks import check_logits, check_params, check_prior_probs, warn_if_probabilities
+from .checks import (
+    check_logits,
+    check_params,
+    check_prior_probs,
+    is_traced,
+    value_summary,
+    values_pass,
+    warn_if_probabilities,
+)
 
 __all__ = ["fuse", "fuse_with_flags"]
 
@@ -31,9 +40,20 @@ def fuse_with_flags(
         >>> bool(r.filtered_all[0])  # nothing passes the threshold: classifier alone
         True
     """
-    logits = check_logits(logits)
-    warn_if_probabilities(logits)
-    prior_probs = check_prior_probs(prior_probs, tuple(logits.shape))
+    logits = check_logits(logits, values=False)
+    prior_probs = check_prior_probs(prior_probs, tuple(logits.shape), values=False)
+    if not (is_traced(logits) or is_traced(prior_probs)):
+        # the values are checked on the device in one pass; only input that fails (or
+        # could be probabilities) is read again on the host, for the message
+        given = logits, prior_probs
+        logits, prior_probs = jnp.asarray(logits), jnp.asarray(prior_probs)
+        ok, quiet = values_pass(value_summary(logits, prior_probs))
+        if not ok:
+            check_logits(given[0])
+        if not quiet:
+            warn_if_probabilities(given[0])
+        if not ok:
+            check_prior_probs(given[1], tuple(logits.shape))
     floor, threshold = check_params(mode, weight, floor, threshold, temperature)
     return fuse_core(logits, prior_probs, mode, weight, floor, threshold, temperature)
 

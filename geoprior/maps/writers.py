@@ -342,7 +342,8 @@ def _map_chunks(prior, grid, when, thresholds, cells: str, step: int):
         for start, m, cell, sp, prob in prior.iter_above(
             grid.lat, grid.lon, when, thresholds=thresholds, output="presence"
         ):
-            order = np.argsort(sp, kind="stable")  # species by species, cells in order
+            # species by species, cells in order (a stable sort of 16-bit keys is a radix sort)
+            order = np.argsort(sp.astype(np.uint16) if s <= 1 << 16 else sp, kind="stable")
             yield grid.take(slice(start, start + m)), cell[order], sp[order], prob[order], (
                 np.ones(order.size, bool)
             )

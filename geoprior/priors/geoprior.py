@@ -74,7 +74,9 @@ class _RowSplit:
         self.sharding, self.n = sharding, n
 
     def __call__(self, a: np.ndarray):
-        return jnp.asarray(a) if self.sharding is None else jax.device_put(a, self.sharding)
+        # one device: the host array as it is (a compiled call takes it in its own
+        # dispatch; a separate jnp.asarray cost 0.6 ms a block, measured)
+        return a if self.sharding is None else jax.device_put(a, self.sharding)
 
 
 def _on_local_devices(params):
@@ -666,7 +668,7 @@ class GeoPrior:
             reduce=("above",), value=t,
         )
         for rows, m, _, _, (probs, mask) in scoring.ahead(blocks):
-            r, c = np.nonzero(np.asarray(mask)[:m])
+            r, c = scoring.nonzero_2d(np.asarray(mask)[:m])
             v = np.asarray(probs)[:m][r, c] if on_host else np.asarray(probs[r, c])
             yield rows.start, m, r, c.astype(np.int32), v
 

@@ -42,6 +42,7 @@ __all__ = [
     "host_array",
     "dense_kernel",
     "member_logits",
+    "nonzero_2d",
     "reduced",
     "reducer",
     "rows_per_call",
@@ -284,6 +285,23 @@ def top_k(p, k: int):
     values, at = jax.lax.top_k(candidates, k)
     columns = jnp.take_along_axis(chosen, at // g, 1) * g + at % g
     return values, columns.astype(jnp.int32)
+
+
+def nonzero_2d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero`` of a C-contiguous 2-D boolean array, in the same (row-major) order,
+    several times faster when few entries are set: the bytes are scanned eight at a time
+    as 64-bit words and only the words that hold a set entry are looked into.
+
+    >>> nonzero_2d(np.array([[False, True], [True, False]]))
+    (array([0, 1]), array([1, 0]))
+    """
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    if mask.ndim != 2 or mask.size % 8:
+        return np.nonzero(mask)
+    flat = mask.reshape(-1)
+    words = np.flatnonzero(flat.view(np.uint64))
+    k = np.flatnonzero(flat.reshape(-1, 8)[words].reshape(-1))
+    return np.divmod(words[k >> 3] * 8 + (k & 7), mask.shape[1])
 
 
 def ahead(blocks: Iterable) -> Iterator:
