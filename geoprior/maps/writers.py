@@ -339,14 +339,28 @@ def _map_chunks(prior, grid, when, thresholds, cells: str, step: int):
     ``step`` cells at a time and compared here."""
     s = len(prior.species)
     if cells == "in-range" and callable(getattr(prior, "iter_above", None)):
-        for start, m, cell, sp, prob in prior.iter_above(
-            grid.lat, grid.lon, when, thresholds=thresholds, output="presence"
-        ):
+        # the prior's blocks gathered into chunks of at least ``step`` cells
+        held: list = []
+
+        def chunk():
+            first, last = held[0][0], held[-1][0] + held[-1][1]
+            cell = np.concatenate([start - first + r for start, _, r, _, _ in held])
+            sp = np.concatenate([c for _, _, _, c, _ in held])
+            prob = np.concatenate([v for *_, v in held])
+            held.clear()
             # species by species, cells in order (a stable sort of 16-bit keys is a radix sort)
             order = np.argsort(sp.astype(np.uint16) if s <= 1 << 16 else sp, kind="stable")
-            yield grid.take(slice(start, start + m)), cell[order], sp[order], prob[order], (
-                np.ones(order.size, bool)
-            )
+            part = grid.take(slice(first, last))
+            return part, cell[order], sp[order], prob[order], np.ones(order.size, bool)
+
+        for block in prior.iter_above(
+            grid.lat, grid.lon, when, thresholds=thresholds, output="presence"
+        ):
+            held.append(block)
+            if held[-1][0] + held[-1][1] - held[0][0] >= step:
+                yield chunk()
+        if held:
+            yield chunk()
         return
     scores = scores_columns(prior)
     cols = np.arange(s)
