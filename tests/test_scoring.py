@@ -173,3 +173,20 @@ def test_all_species_map_of_a_geoprior_matches_the_generic_map(tmp_path):
     assert got.h3_cell.tolist() == want.h3_cell.tolist()
     assert got.species.tolist() == want.species.tolist()
     np.testing.assert_array_equal(got.prob, want.prob)
+
+
+@pytest.mark.parametrize("species", [None, ["s3", "s1", "s7"]])
+def test_f1_thresholds_on_the_device_match_the_generic_rule(species):
+    from geoprior import Observations, compute_thresholds
+
+    prior = random_prior(12, loss="an_full", members=2)
+    rng = np.random.default_rng(5)
+    n = 400
+    labels = rng.integers(0, 12, n)
+    lat = np.clip(rng.normal(-30 + 5 * labels, 8), -80, 80)
+    lon = rng.normal(-100 + 15 * labels, 10)
+    obs = Observations.from_arrays(lat, lon, np.asarray(prior.species)[labels])
+    got = compute_thresholds(prior, obs, "f1", species=species, res=3, n_background=300)
+    want = compute_thresholds(_Generic(prior), obs, "f1", species=species, res=3, n_background=300)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert np.isfinite(got).all()

@@ -191,6 +191,51 @@ def _keys(species: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return (species.astype(np.uint64) << np.uint64(32)) | bits
 
 
+def _pair_probs(prior, grid: CellGrid, pair_cell: np.ndarray, pair_col: np.ndarray) -> np.ndarray:
+    """Presence of prior column ``pair_col[i]`` at cell ``pair_cell[i]`` (pairs sorted by
+    cell): one row per cell holding pairs, its columns padded with its first one."""
+    first = np.flatnonzero(np.r_[True, np.diff(pair_cell) != 0])
+    rank = np.arange(pair_cell.size) - np.repeat(first, np.diff(np.r_[first, pair_cell.size]))
+    at = np.cumsum(rank == 0) - 1
+    table = np.repeat(pair_col[first][:, None], int(rank.max(initial=0)) + 1, 1)
+    table[at, rank] = pair_col
+    cells = pair_cell[first]
+    out = np.empty(pair_cell.size, np.float32)
+    for a in range(0, cells.size, 4096):
+        sel = slice(a, a + 4096)
+        probs = predict_columns(
+            prior, grid.lat[cells[sel]], grid.lon[cells[sel]], None, table[sel], output="presence"
+        )
+        inside = (at >= a) & (at < a + 4096)
+        out[inside] = probs[at[inside] - a, rank[inside]]
+    return out
+
+
+def _device_false_positives(prior, grid, cols, pos, pos_prob, pos_sp, keys, start, diff, bar):
+    """Add, into ``diff``, each negative (cell, species) pair's false positives: the device
+    compares every cell with each species' lowest candidate threshold, so only the pairs
+    that could count leave it."""
+    s = cols.size
+    low = np.full(len(prior.species), np.nan, np.float32)
+    lowest = np.full(s, np.inf, np.float32)
+    np.minimum.at(lowest, pos_sp, pos_prob)
+    low[cols] = np.where(np.isfinite(lowest), lowest, np.nan)
+    position = np.full(len(prior.species), -1, np.int64)
+    position[cols] = np.arange(s)
+    for first, m, r, c, v in prior.iter_above(
+        grid.lat, grid.lon, None, thresholds=low, output="presence"
+    ):
+        sp = position[c]
+        code = (first + r) * s + sp
+        found = np.searchsorted(pos, code)
+        negative = (sp >= 0) & ~((found < pos.size) & (pos[np.minimum(found, pos.size - 1)] == code))
+        sp, v = sp[negative], v[negative]
+        upto = np.searchsorted(keys, _keys(sp, v), side="right")
+        diff += np.bincount(start[sp], minlength=diff.size)
+        diff -= np.bincount(upto, minlength=diff.size)
+        bar.update(m)
+
+
 def _f1(
     prior, obs: Observations, cols, target, res: int, n_background: int, seed, progress=False
 ) -> np.ndarray:
@@ -209,9 +254,14 @@ def _f1(
     pos_prob = np.empty(pos.size, np.float32)
     # the cells are scored twice: the presence cells' values, then the false positives
     bar = _bar(2 * len(grid), "thresholds (f1)", progress, "cell")
-    for sl, probs in _predict_chunks(prior, grid.lat, grid.lon, None, None, cols, bar):
-        inside = (pos_cell >= sl.start) & (pos_cell < sl.stop)
-        pos_prob[inside] = probs[pos_cell[inside] - sl.start, pos_sp[inside]]
+    device = callable(getattr(prior, "iter_above", None))
+    if device:  # only the presence pairs' own columns, a row per occupied cell
+        pos_prob[:] = _pair_probs(prior, grid, pos_cell, cols[pos_sp])
+        bar.update(len(grid))
+    else:
+        for sl, probs in _predict_chunks(prior, grid.lat, grid.lon, None, None, cols, bar):
+            inside = (pos_cell >= sl.start) & (pos_cell < sl.stop)
+            pos_prob[inside] = probs[pos_cell[inside] - sl.start, pos_sp[inside]]
     keys = _keys(pos_sp, pos_prob)
     order = np.argsort(keys, kind="stable")
     keys, cand_sp, cand_prob = keys[order], pos_sp[order], pos_prob[order]
@@ -219,7 +269,12 @@ def _f1(
     start = np.concatenate([[0], np.cumsum(n_pos)[:-1]])
     # false positives per candidate threshold, accumulated as a difference array
     diff = np.zeros(keys.size + 1, np.int64)
-    for sl, sub in _predict_chunks(prior, grid.lat, grid.lon, None, None, cols, bar):
+    if device:
+        # a negative counts only from its species' lowest candidate up: the device hands
+        # over just those, never the cells x species matrix
+        _device_false_positives(prior, grid, cols, pos, pos_prob, pos_sp, keys, start, diff, bar)
+    chunks = () if device else _predict_chunks(prior, grid.lat, grid.lon, None, None, cols, bar)
+    for sl, sub in chunks:
         negative = np.ones(sub.shape, bool)
         inside = (pos_cell >= sl.start) & (pos_cell < sl.stop)
         negative[pos_cell[inside] - sl.start, pos_sp[inside]] = False
