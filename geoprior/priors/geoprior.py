@@ -452,8 +452,8 @@ class GeoPrior:
         ``species_chunk=None`` each block holds every column).
 
         ``reduce`` (a :func:`~geoprior.priors.scoring.reducer` as ``(kind,)`` or ``(kind,
-        k)``, with its array ``value``) is applied in the same compiled call when every
-        species is scored in order; a block is then that reducer's result. Only
+        k)``, with its array ``value``) is applied on the device, to the block the network
+        left there, when every species is scored in order; a block is then that reducer's result. Only
         ``("dense",)`` applies to chosen columns (``species`` or ``species_chunk``)."""
         output = self._output(output)
         lat, lon, dates = query
@@ -541,7 +541,7 @@ class GeoPrior:
 
         ``species`` restricts the ranking to those names (unknown names raise
         :class:`~geoprior.UnknownSpeciesError` with close matches). The ranking is taken on
-        the device in the same compiled call as the network, ``batch_size`` places a call
+        the device, on the block the network left there, ``batch_size`` places a call
         (``None``: chosen from the machine), so memory holds one block of ``batch_size x
         S`` probabilities on the device and only ``n x k`` on the host, however many
         places.
@@ -585,8 +585,8 @@ class GeoPrior:
         ``(rows, columns, probs)`` arrays: ordered by row, then by probability (highest
         first; ties lower column first), at most ``k`` per row when given.
 
-        The thresholds are compared, and each row's list ranked, on the device in the
-        same compiled call as the network, so a call returns ``batch_size x K`` values,
+        The thresholds are compared, and each row's list ranked, on the device, on the
+        block the network left there, so a call returns ``batch_size x K`` values,
         never the ``(n, S)`` matrix: ``K`` is ``k``, or without ``k`` the smallest power of
         two (from 64) that holds every row's list, grown when a block needs more. On a CPU
         without ``k`` the device's memory is the host's: the mask is read in place
@@ -676,7 +676,7 @@ class GeoPrior:
         ``rows`` counted from ``start`` within the block's ``m`` places, pairs in row then
         column order.
 
-        The comparison runs on the device in the same compiled call as the network; the
+        The comparison runs on the device, on the block the network left there; the
         block's probabilities are read only where the mask holds (on a CPU, in place). So
         memory is one block, however many places: what streams a map of every species
         (:func:`~geoprior.maps.write_all_species`). Arguments as for :meth:`select`.
