@@ -616,13 +616,7 @@ class GeoPrior:
                 rows_.append(start + r[order])
                 cols_.append(c[order])
                 probs_.append(v[order])
-            if not rows_:
-                return np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.float32)
-            return (
-                np.concatenate(rows_).astype(np.int64),
-                np.concatenate(cols_).astype(np.int32),
-                np.concatenate(probs_).astype(np.float32),
-            )
+            return _sparse(rows_, cols_, probs_)
         query = prepare_query(lat, lon, date)
         cov = None if covariates is None else np.asarray(covariates)
         out_rows, out_cols, out_probs = [], [], []
@@ -641,24 +635,18 @@ class GeoPrior:
                 need = int(counts.max(initial=0))
                 if k is None and need > width:  # this block's longest list does not fit
                     width = min(s, 1 << (need - 1).bit_length())
-                    sub = Query(*(a[rows] for a in q))
-                    pending.insert(0, (sub, None if c is None else c[rows], offset + rows.start))
-                    rest = slice(rows.stop, None)
-                    if rest.start < q[0].size:
-                        pending.insert(1, (Query(*(a[rest] for a in q)), None if c is None else c[rest], offset + rest.start))
+                    # this block again at the new width, then the rest of the query
+                    for at, part in enumerate((rows, slice(rows.stop, q[0].size))):
+                        if part.start < part.stop:
+                            sub = Query(*(a[part] for a in q))
+                            pending.insert(at, (sub, None if c is None else c[part], offset + part.start))
                     break
                 keep = np.arange(width)[None, :] < np.minimum(counts, width)[:, None]
                 r, j = np.nonzero(keep)
                 out_rows.append(offset + rows.start + r)
                 out_cols.append(np.asarray(cols)[:m][r, j])
                 out_probs.append(np.asarray(probs)[:m][r, j])
-        if not out_rows:
-            return np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.float32)
-        return (
-            np.concatenate(out_rows).astype(np.int64),
-            np.concatenate(out_cols).astype(np.int32),
-            np.concatenate(out_probs).astype(np.float32),
-        )
+        return _sparse(out_rows, out_cols, out_probs)
 
     def iter_above(
         self,
@@ -718,6 +706,17 @@ class GeoPrior:
             arrays.update({f"anchors/{k}": v for k, v in self.anchors._asdict().items()})
         header = dict(self.header, species=list(self.species))
         return save_folder(path, _KIND, header, arrays, overwrite=overwrite)
+
+
+def _sparse(rows: list, cols: list, probs: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lists of per-block ``(rows, columns, probs)`` as three arrays (empty when none)."""
+    if not rows:
+        return np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.float32)
+    return (
+        np.concatenate(rows).astype(np.int64),
+        np.concatenate(cols).astype(np.int32),
+        np.concatenate(probs).astype(np.float32),
+    )
 
 
 #: the presence fade beyond the extent: Gaussian of scale ``far_km / FADE_STEPS``
