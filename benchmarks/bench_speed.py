@@ -48,8 +48,9 @@ from geoprior.train import resolve_config
 BOUNDS = {
     "train": "matrix products of the trunk and head, forward and backward; the input layer "
     "of the anchor features is a third of them",
-    "predict": "the trunk and head products at cache-sized blocks (about 85% of peak each), "
-    "then one exponential a value and the copy out",
+    "predict": "the trunk and head products at cache-sized blocks (skinnier than the square "
+    "product of the peak, so slower on their own), then one exponential a value and the copy "
+    "out",
     "top_k": "as predict, plus a grouped top-k on the device; only k columns leave the call",
     "select": "as predict, plus thresholds and a ranked list on the device",
     "all-species map": "scoring as predict, then the rows in range encoded and written "
