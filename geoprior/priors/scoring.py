@@ -29,6 +29,7 @@ here:
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import sys
@@ -41,8 +42,8 @@ import numpy as np
 __all__ = [
     "ahead",
     "cache_bytes",
-    "host_array",
     "dense_kernel",
+    "host_array",
     "member_logits",
     "nonzero_2d",
     "reduced",
@@ -57,7 +58,7 @@ DEFAULT_CACHE = 32 << 20
 MMAP_THRESHOLD = 32 << 20
 #: Bytes of intermediate results one call may hold on an accelerator.
 ACCELERATOR_BYTES = 1 << 30
-#: Rows a call takes at most, and the step its row count is rounded down to.
+#: Rows a call takes at most, and the step its row count is rounded to.
 MAX_ROWS, ROW_STEP = 8192, 64
 #: Arrays at least this large are allocated by :func:`host_array` as populated huge pages.
 HUGE_ARRAY = 64 << 20
@@ -78,6 +79,7 @@ def cache_bytes(level: int = 3) -> int:
     return int(size) if size and size > 0 else (DEFAULT_CACHE if level >= 3 else 1 << 20)
 
 
+@functools.cache
 def _sysfs_caches() -> dict[int, int]:
     """``{level: bytes}`` of cpu0's data and unified caches as Linux lists them."""
     sizes: dict[int, int] = {}
@@ -113,7 +115,8 @@ def rows_per_call(n_columns: int, members: int, in_dim: int, backend: str | None
 
     On a CPU: the multiple of ``ROW_STEP`` nearest the rows whose working set (one ``rows x
     n_columns`` float32 array per member plus the output, and the ``rows x in_dim`` input)
-    fills the last-level cache, and whose largest array stays under ``MMAP_THRESHOLD``. On
+    fills the last-level cache, no more than keep the largest array under
+    ``MMAP_THRESHOLD``. On
     an accelerator: as many rows as ``ACCELERATOR_BYTES`` of the same arrays hold. Between
     ``ROW_STEP`` and ``MAX_ROWS`` either way.
 
@@ -125,11 +128,12 @@ def rows_per_call(n_columns: int, members: int, in_dim: int, backend: str | None
     backend = jax.default_backend() if backend is None else backend
     per_row = 4 * ((members + 1) * max(1, n_columns) + max(1, in_dim))
     if backend == "cpu":
-        largest = 4 * max(n_columns, in_dim, 1)
-        rows = min(cache_bytes() / per_row, MMAP_THRESHOLD // largest)
+        fits = round(cache_bytes() / per_row / ROW_STEP) * ROW_STEP
+        below = MMAP_THRESHOLD // (4 * max(n_columns, in_dim, 1)) // ROW_STEP * ROW_STEP
+        rows = min(fits, below)
     else:
-        rows = ACCELERATOR_BYTES / per_row
-    return int(min(MAX_ROWS, max(ROW_STEP, round(rows / ROW_STEP) * ROW_STEP)))
+        rows = round(ACCELERATOR_BYTES / per_row / ROW_STEP) * ROW_STEP
+    return int(min(MAX_ROWS, max(ROW_STEP, rows)))
 
 
 def host_array(shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
