@@ -59,6 +59,31 @@ def test_host_array_is_a_writable_array_of_its_shape():
     assert small.shape == (3, 2) and small.dtype == np.int32
 
 
+def test_split_members_gives_each_member_its_own_weights():
+    stacked = {"a": jnp.arange(12.0).reshape(3, 4), "b": {"c": jnp.ones((3, 2, 2))}}
+    split = scoring.split_members(stacked, 3)
+    assert len(split) == 3
+    for m, tree in enumerate(split):
+        np.testing.assert_array_equal(tree["a"], stacked["a"][m])
+        assert tree["b"]["c"].shape == (2, 2)
+    assert scoring.split_members(stacked, 1) == (stacked,)  # one member: the tree as it is
+
+
+def test_member_logits_refuse_the_wrong_number_of_members():
+    logits = scoring.member_logits(lambda *a: a[0][:, None], lambda p, x: x, lambda p: p, 2)
+    with pytest.raises(ValueError, match="2 member trees, got 1"):
+        logits((jnp.ones((1, 3)),), jnp.zeros(4), None, None, None)
+
+
+def test_elementwise_options_leave_the_values_unchanged():
+    options = scoring.elementwise_options()
+    assert isinstance(options, dict)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(64, 999)).astype(np.float32) * 8)
+    f = lambda v: jax.nn.sigmoid(v) * jnp.exp(-v[:, :1] ** 2)  # noqa: E731
+    wide = scoring._jit_elementwise(f)
+    np.testing.assert_array_equal(np.asarray(wide(x)), np.asarray(jax.jit(f)(x)))
+
+
 def test_ahead_yields_everything_in_order():
     assert list(scoring.ahead(iter(range(5)))) == [0, 1, 2, 3, 4]
     assert list(scoring.ahead(iter(()))) == []
@@ -173,6 +198,19 @@ def test_all_species_map_of_a_geoprior_matches_the_generic_map(tmp_path):
     assert got.h3_cell.tolist() == want.h3_cell.tolist()
     assert got.species.tolist() == want.species.tolist()
     np.testing.assert_array_equal(got.prob, want.prob)
+
+
+def test_all_species_map_stores_probabilities_as_byte_streams(tmp_path):
+    import pyarrow.parquet as pq
+
+    prior = random_prior(40, loss="an_full")
+    prior.thresholds = np.linspace(0.3, 0.7, 40).astype(np.float32)
+    path = write_all_species(prior, tmp_path / "a.parquet", res=1)["path"]
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    cols = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    assert "BYTE_STREAM_SPLIT" in cols["prob"].encodings  # no dictionary of distinct floats
+    assert cols["prob"].statistics.has_min_max and cols["species"].statistics.has_min_max
+    assert cols["geometry"].statistics is None  # min/max of polygons prune nothing
 
 
 @pytest.mark.parametrize("species", [None, ["s3", "s1", "s7"]])

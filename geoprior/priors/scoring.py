@@ -1,18 +1,19 @@
 """The dense scoring core of a :class:`~geoprior.GeoPrior`: every species at a block of places,
-network and activation in one compiled call, any reduction on the device after it, blocks
-sized to the machine.
+the network, then the activation, then any reduction, each a compiled call on what the
+last one left on the device, blocks sized to the machine.
 
 These things decide how fast a prior scores ``n`` places x ``S`` species, and each has a rule
 here:
 
-- **What one compiled call computes.** :func:`dense_kernel` returns the members' mean
-  probability (or its log) for a block of rows: the encoder, each member's trunk and head
-  (members unrolled: each is a plain 2-D matrix product, which XLA runs at full speed where
-  a batched product over members does not) and the activation, with one exponential per
-  member and value (``sigmoid``; a softmax shifted by its row maximum), not the log-space
-  chain of a generic mean. A reduction (:func:`reducer`: the ``k`` best, or which values
-  reach per-species thresholds) runs on the device on the block the call left there, so
-  only its result leaves the device.
+- **What the calls compute.** :func:`dense_kernel` gives the network (the encoder, then each
+  member's trunk and head: members unrolled, each a plain 2-D matrix product, which XLA
+  runs at full speed where a batched product over members does not, on weights split per
+  member once, :func:`split_members`) and the activation: the members' mean probability
+  (or its log), with one exponential per member and value (``sigmoid``; a softmax shifted
+  by its row maximum), not the log-space chain of a generic mean. A reduction
+  (:func:`reducer`: the ``k`` best, or which values reach per-species thresholds) runs on
+  the device on the block the activation left there, so only its result leaves the
+  device. Kept apart, XLA's CPU backend ran each faster than fused (:func:`reduced`).
 - **How many rows a call takes** (:func:`rows_per_call`). On a CPU the logits of a block,
   one ``rows x S`` array per member, should stay in the last-level cache, and every array
   below glibc's largest ``mmap`` threshold (32 MiB), past which each call would map fresh
@@ -43,12 +44,13 @@ __all__ = [
     "ahead",
     "cache_bytes",
     "dense_kernel",
+    "elementwise_options",
     "host_array",
     "member_logits",
-    "nonzero_2d",
     "reduced",
     "reducer",
     "rows_per_call",
+    "split_members",
     "top_k",
 ]
 
@@ -158,95 +160,110 @@ def host_array(shape: tuple[int, ...], dtype=np.float32) -> np.ndarray:
     return np.frombuffer(region, dtype).reshape(shape)
 
 
-def _member(params, m: int, members: int):
-    """Member ``m``'s weights (an ensemble's weights carry a leading member axis)."""
-    return params if members == 1 else jax.tree.map(lambda a: a[m], params)
+def split_members(params, members: int) -> tuple:
+    """An ensemble's weights (every array with a leading member axis) as one tree per
+    member, for :func:`member_logits`. Sliced inside the compiled call instead, every
+    member's weights were copied on every call (10 MB of species matrix a member at 10,000
+    species, measured: 2 ms of a 15 ms block); sliced once here, each call reads them in
+    place. One member: ``(params,)``."""
+    if members == 1:
+        return (params,)
+    return tuple(jax.tree.map(lambda a, m=m: a[m], params) for m in range(members))
 
 
-def dense_kernel(
-    logits: Callable, members: int, softmax: bool, log_fade: Callable | None
-) -> Callable:
-    """``f(params, lat, lon, doy, cov, log) -> (rows, S)``: the members' mean probability of
-    every species (its log with ``log=True``), from ``logits(params, lat, lon, doy, cov) ->
-    [(rows, S)] * members`` (the inputs encoded once: :func:`member_logits`).
+def dense_kernel(logits: Callable, members: int, softmax: bool, log_fade: Callable | None):
+    """``(network, activation)`` for :func:`reduced`, from ``logits(params, lat, lon, doy,
+    cov) -> ((rows, S),) * members`` (:func:`member_logits`):
+
+    - ``network(params, lat, lon, doy, cov) -> (logits, fade)``: every member's logits,
+      and ``log_fade(lat, lon)`` (``(rows, 1)``; ``None`` when not given);
+    - ``activation(logits, fade, log) -> (rows, S)``: the members' mean probability of
+      every species (its log with ``log=True``).
 
     ``softmax``: each member's softmax over species (rows sum to 1); otherwise each
-    member's sigmoid, times ``exp(log_fade(lat, lon))`` (``(rows, 1)``) when given. The
-    mean of probabilities is taken with one exponential per value and member (a sigmoid,
-    or a softmax shifted by its row maximum and scaled by ``1 / (members x row sum)``), not
-    the log-space chain of a generic mean; the log output takes a log-sum-exp over the
-    members' log probabilities (stable where the probabilities underflow).
+    member's sigmoid, times ``exp(fade)``. The mean of probabilities is taken with one
+    exponential per value and member (a sigmoid, or a softmax shifted by its row maximum
+    and scaled by ``1 / (members x row sum)``), not the log-space chain of a generic mean;
+    the log output takes a log-sum-exp over the members' log probabilities (stable where
+    the probabilities underflow).
     """
 
-    def probs(params, lat, lon, doy, cov):
+    def network(params, lat, lon, doy, cov):
+        fade = None if log_fade is None else log_fade(lat, lon)
+        return logits(params, lat, lon, doy, cov), fade
+
+    def probs(each, fade):
         total = None
-        for each in logits(params, lat, lon, doy, cov):
+        for v in each:
             if softmax:
-                e = jnp.exp(each - jnp.max(each, -1, keepdims=True))
+                e = jnp.exp(v - jnp.max(v, -1, keepdims=True))
                 q = e * (1.0 / (members * jnp.sum(e, -1, keepdims=True)))
             else:
-                q = jax.nn.sigmoid(each)
+                q = jax.nn.sigmoid(v)
             total = q if total is None else total + q
         if softmax:
             return total
         scale = 1.0 / members
-        if log_fade is not None:
-            scale = scale * jnp.exp(log_fade(lat, lon))
+        if fade is not None:
+            scale = scale * jnp.exp(fade)
         return total * scale
 
-    def log_probs(params, lat, lon, doy, cov):
+    def log_probs(each, fade):
         act = (lambda v: jax.nn.log_softmax(v, -1)) if softmax else jax.nn.log_sigmoid
-        each = [act(v) for v in logits(params, lat, lon, doy, cov)]
+        each = [act(v) for v in each]
         out = each[0] if members == 1 else jax.nn.logsumexp(jnp.stack(each), 0) - np.log(members)
-        return out if softmax or log_fade is None else out + log_fade(lat, lon)
+        return out if softmax or fade is None else out + fade
 
-    def kernel(params, lat, lon, doy, cov, log: bool = False):
-        return (log_probs if log else probs)(params, lat, lon, doy, cov)
+    def activation(each, fade, log: bool = False):
+        return (log_probs if log else probs)(each, fade)
 
-    return kernel
+    return network, activation
 
 
 def member_logits(encode: Callable, embed: Callable, kernel: Callable, members: int) -> Callable:
-    """``logits(params, lat, lon, doy, cov)`` for :func:`dense_kernel`: the inputs encoded
-    once by ``encode(lat, lon, doy, cov)``; for each member (unrolled: each a plain 2-D
-    product, which XLA runs at full speed where a product batched over members does not),
-    its features ``embed(member_params, x) -> (rows, w)`` times its species matrix
-    ``kernel(member_params) -> (w, S)``. (Cutting the product into column chunks reduced
-    while in cache measured no faster on a CPU.)"""
+    """``logits(params, lat, lon, doy, cov)`` for :func:`dense_kernel`, ``params`` one tree
+    per member (:func:`split_members`): the inputs encoded once by ``encode(lat, lon, doy,
+    cov)``; for each member (unrolled: each a plain 2-D product, which XLA runs at full
+    speed where a product batched over members does not, and on a CPU the members'
+    products run side by side on the cores), its features ``embed(member_params, x) ->
+    (rows, w)`` times its species matrix ``kernel(member_params) -> (w, S)``. (Cutting the
+    product into column chunks reduced while in cache measured no faster on a CPU.)"""
 
     def logits(params, lat, lon, doy, cov):
+        if len(params) != members:
+            raise ValueError(f"expected {members} member trees, got {len(params)}")
         x = encode(lat, lon, doy, cov)
-        out = []
-        for m in range(members):
-            pm = _member(params, m, members)
-            # the product on its own: left to fuse with the softmax's reductions, XLA ran
-            # the observation output 20% slower, measured
-            out.append(jax.lax.optimization_barrier(embed(pm, x) @ kernel(pm)))
-        return out
+        return tuple(embed(pm, x) @ kernel(pm) for pm in params)
 
     return logits
 
 
-def reduced(kernel: Callable) -> Callable:
-    """``kernel`` followed by a :func:`reducer`, both on the device:
-    ``f(params, lat, lon, doy, cov, value, *, log, reduce)`` with ``reduce`` a static
-    ``(kind,)`` or ``(kind, k)`` and ``value`` the reducer's array argument (per-species
-    thresholds for ``"above"`` and ``"listed"``, else ``None``).
+def reduced(kernel: tuple[Callable, Callable]) -> Callable:
+    """The ``(network, activation)`` of :func:`dense_kernel` followed by a :func:`reducer`,
+    on the device: ``f(params, lat, lon, doy, cov, value, *, log, reduce)`` with ``reduce``
+    a static ``(kind,)`` or ``(kind, k)`` and ``value`` the reducer's array argument
+    (per-species thresholds for ``"above"`` and ``"listed"``, else ``None``).
 
-    The reducer is its own compiled call on the block the kernel left on the device: in
-    one call with the network, XLA's CPU backend ran the kernel and a top-k 1.6x slower
-    than the two calls (27.8 ms against 16.9 ms a block of 256 rows x 10,000 species,
-    measured), and only the reducer's result leaves the device either way."""
-    network = jax.jit(kernel, static_argnames="log")
+    Three compiled calls, each on what the last left on the device: the network, the
+    activation, the reducer. Fused, XLA's CPU backend ran them slower, measured on blocks
+    of 256 rows x 10,000 species: the network with the softmax 13.0 ms against 12.1 for
+    the two calls (it fused each member's softmax into its matrix product), the activation
+    with a top-k 13.9 against 13.0 and with the threshold mask 13.2 against 12.6 (and a
+    top-k in the network's call ran 1.6x slower). Only the reducer's result leaves the
+    device either way. The activation and reducers are compiled with
+    :func:`elementwise_options`."""
+    network, activation = kernel
+    network = jax.jit(network)
+    activation = _jit_elementwise(activation, static_argnames="log")
     reducers = {}
 
     def call(params, lat, lon, doy, cov, value, *, log, reduce):
-        p = network(params, lat, lon, doy, cov, log=log)
-        kind = reduce[0]
-        if kind == "dense":
+        each, fade = network(params, lat, lon, doy, cov)
+        p = activation(each, fade, log=log)
+        if reduce[0] == "dense":
             return p
         if reduce not in reducers:
-            reducers[reduce] = _jitted_reducer(kind, reduce[1] if len(reduce) > 1 else None)
+            reducers[reduce] = _jitted_reducer(reduce[0], reduce[1] if len(reduce) > 1 else None)
         return reducers[reduce](p, value)
 
     return call
@@ -255,7 +272,43 @@ def reduced(kernel: Callable) -> Callable:
 def _jitted_reducer(kind: str, k):
     """The :func:`reducer` ``kind`` with ``k`` fixed, compiled: ``f(probs, thresholds)``."""
     reduce = reducer(kind)
-    return jax.jit(lambda p, t: reduce(p, k, t))
+    return _jit_elementwise(lambda p, t: reduce(p, k, t))
+
+
+def _jit_elementwise(fn: Callable, **kwargs) -> Callable:
+    """``jax.jit(fn)`` for a call of elementwise work and reductions (no matrix products),
+    compiled with :func:`elementwise_options`."""
+    options = elementwise_options()
+    return jax.jit(fn, compiler_options=options, **kwargs) if options else jax.jit(fn, **kwargs)
+
+
+@functools.cache
+def elementwise_options() -> dict:
+    """XLA options for the elementwise calls of scoring: on a CPU with 512-bit vectors
+    (AVX-512), 512-bit vectors where XLA's default is 256, which ran the activation's
+    sigmoids 1.7x faster (0.62 ms against 1.06 for 2 x 256 x 10,000 values, measured), the
+    same values bit for bit. Empty elsewhere, or where this JAX does not take the option
+    (checked once, by compiling a trivial call)."""
+    if jax.default_backend() != "cpu" or not _cpu_has("avx512f"):
+        return {}
+    options = {"xla_cpu_prefer_vector_width": 512}
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=options).lower(np.float32(0)).compile()
+    except (TypeError, ValueError, RuntimeError):  # an older JAX or XLA without the option
+        return {}
+    return options
+
+
+def _cpu_has(flag: str) -> bool:
+    """Whether Linux lists ``flag`` among the CPU's features (``False`` where unknown)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return flag in line.split()
+    except OSError:
+        pass
+    return False
 
 
 def reducer(kind: str) -> Callable:
@@ -311,23 +364,6 @@ def top_k(p, k: int):
     values, at = jax.lax.top_k(candidates, k)
     columns = jnp.take_along_axis(chosen, at // g, 1) * g + at % g
     return values, columns.astype(jnp.int32)
-
-
-def nonzero_2d(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.nonzero`` of a C-contiguous 2-D boolean array, in the same (row-major) order,
-    several times faster when few entries are set: the bytes are scanned eight at a time
-    as 64-bit words and only the words that hold a set entry are looked into.
-
-    >>> nonzero_2d(np.array([[False, True], [True, False]]))
-    (array([0, 1]), array([1, 0]))
-    """
-    mask = np.ascontiguousarray(mask, dtype=bool)
-    if mask.ndim != 2 or mask.size % 8:
-        return np.nonzero(mask)
-    flat = mask.reshape(-1)
-    words = np.flatnonzero(flat.view(np.uint64))
-    k = np.flatnonzero(flat.reshape(-1, 8)[words].reshape(-1))
-    return np.divmod(words[k >> 3] * 8 + (k & 7), mask.shape[1])
 
 
 def ahead(blocks: Iterable) -> Iterator:
