@@ -10,10 +10,11 @@ A prior trained with the default ``joint`` loss has two outputs (``GeoPrior.outp
   (``header["resolved"]["far_km"]`` from every training place; see :meth:`GeoPrior.outside`).
 
 ``GeoPrior.predict(lat, lon, date=None)`` returns an ``(n, S)`` array of probabilities. The
-network and its sigmoid (or softmax) run in one compiled call per batch of rows, so the
-host holds only the output; ``species_chunk`` also bounds the device to ``batch x chunk``
-values, and ``species=`` scores chosen columns (the same for every row, or each row's own)
-without the ``(n, S)`` product. A prior trained with dates answers undated queries with its
+network, then its sigmoid (or softmax), run as compiled calls on the device, a block of
+rows at a time (:mod:`geoprior.priors.scoring`), so the host holds only the output, and
+``top_k``, ``select`` and ``iter_above`` only what they keep; ``species_chunk`` also
+bounds the device to ``batch x chunk`` values, and ``species=`` scores chosen columns (the
+same for every row, or each row's own) without the ``(n, S)`` product. A prior trained with dates answers undated queries with its
 year-round prior. Saved priors are a JSON header plus ``.npz`` arrays (see
 :mod:`geoprior.persistence`).
 """
@@ -55,7 +56,8 @@ OUTPUTS = ("observation", "presence")
 
 
 class _Scorers(NamedTuple):
-    """A prior's jitted core: ``every`` species from places (network and activation fused);
+    """A prior's jitted core: ``every`` species from places (network, activation and any
+    reduction: :func:`~geoprior.priors.scoring.reduced`);
     ``embed`` places; a chunk of the ``normaliser`` (maxent's log-sum-exp); chosen
     ``columns`` of an embedding."""
 
