@@ -148,7 +148,7 @@ def training_rows(obs, n_species: int, steps: int) -> list[dict]:
         config = TrainConfig(loss=loss, batch_size=batch, use_date=True)
         res = resolve_config(config, obs)
         in_dim = res.encoder.dim() + 3
-        sec, peak = peak_beside(lambda: time_training(obs, config, steps))
+        sec, peak = peak_beside(lambda config=config: time_training(obs, config, steps))
         cols = n_species if loss == "an_full" else 2
         bg_cols = n_species if loss == "an_full" else 1
         fwd = dense_flops(batch, in_dim, config.model, cols) + dense_flops(

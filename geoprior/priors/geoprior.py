@@ -14,9 +14,9 @@ network, then its sigmoid (or softmax), run as compiled calls on the device, a b
 rows at a time (:mod:`geoprior.priors.scoring`), so the host holds only the output, and
 ``top_k``, ``select`` and ``iter_above`` only what they keep; ``species_chunk`` also
 bounds the device to ``batch x chunk`` values, and ``species=`` scores chosen columns (the
-same for every row, or each row's own) without the ``(n, S)`` product. A prior trained with dates answers undated queries with its
-year-round prior. Saved priors are a JSON header plus ``.npz`` arrays (see
-:mod:`geoprior.persistence`).
+same for every row, or each row's own) without the ``(n, S)`` product. A prior trained
+with dates answers undated queries with its year-round prior. Saved priors are a JSON
+header plus ``.npz`` arrays (see :mod:`geoprior.persistence`).
 """
 
 from __future__ import annotations
@@ -486,8 +486,8 @@ class GeoPrior:
         doy = day_of_year(dates).astype(np.float32)
         fns = self._scorers(output)
         softmax = output == "observation"
-        params, split = _on_local_devices(self.params)
-        member_params = _on_local_devices(self._member_params)[0] if cols is None else None
+        # the dense path takes the weights one tree per member; the column path stacked
+        params, split = _on_local_devices(self._member_params if cols is None else self.params)
 
         def blocks():
             for start in range(0, n, bs):
@@ -498,7 +498,7 @@ class GeoPrior:
                 rows = [split(_pad(a[sl], 0, pad).astype(np.float32)) for a in (lat, lon, doy)]
                 c = None if cov is None else split(_pad(cov[sl], 0, pad).astype(np.float32))
                 if cols is None:
-                    yield sl, m, 0, k, fns.every(member_params, *rows, c, value, log=log, reduce=reduce)
+                    yield sl, m, 0, k, fns.every(params, *rows, c, value, log=log, reduce=reduce)
                     continue
                 emb = fns.embed(params, *rows, c)
                 lse = self._normaliser(fns, emb, species_chunk, params) if softmax else None
