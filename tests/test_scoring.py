@@ -228,3 +228,39 @@ def test_f1_thresholds_on_the_device_match_the_generic_rule(species):
     want = compute_thresholds(_Generic(prior), obs, "f1", species=species, res=3, n_background=300)
     np.testing.assert_allclose(got, want, rtol=1e-5)
     assert np.isfinite(got).all()
+
+
+def test_predict_writes_into_a_given_out_and_returns_it():
+    prior = random_prior(30, loss="joint", members=2, use_date=True)
+    rng = np.random.default_rng(3)
+    lat, lon = rng.uniform(-70, 70, 200), rng.uniform(-180, 180, 200)
+    for output in prior.outputs:
+        want = prior.predict(lat, lon, "2021-05-01", output=output, batch_size=64)
+        out = np.full((200, 30), np.nan, np.float32)
+        got = prior.predict(lat, lon, "2021-05-01", output=output, batch_size=64, out=out)
+        assert got is out
+        np.testing.assert_array_equal(out, want)
+    logs = np.empty((200, 30), np.float32)
+    assert prior.log_prob(lat, lon, out=logs) is logs
+    np.testing.assert_array_equal(logs, prior.log_prob(lat, lon))
+    chosen = np.empty((200, 2), np.float32)  # chosen columns: the result's own shape
+    prior.predict(lat, lon, species=["s1", "s4"], out=chosen)
+    np.testing.assert_array_equal(chosen, prior.predict(lat, lon, species=["s1", "s4"]))
+
+
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        (np.empty((5, 30), np.float64), "float64 (5, 30)"),
+        (np.empty((4, 30), np.float32), "float32 (4, 30)"),
+        (np.empty((5, 30), np.float32), "read-only"),
+        ([[0.0] * 30] * 5, "numpy array, got list"),
+    ],
+)
+def test_predict_refuses_an_out_it_cannot_write(bad, says):
+    prior = random_prior(30, loss="an_full")
+    if says == "read-only":
+        bad.flags.writeable = False
+    with pytest.raises(ConfigError, match="out must be") as info:
+        prior.predict(np.zeros(5), np.zeros(5), out=bad)
+    assert says in str(info.value) and ("(5, 30)" in str(info.value) or "list" in says)
