@@ -157,18 +157,29 @@ def training_rows(obs, n_species: int, steps: int) -> list[dict]:
         )
         flops = 3 * fwd * config.members  # forward + backward, for every member
         rows.append(
-            {
-                "task": "train",
-                "species": n_species,
-                "detail": f"{loss}, batch {batch}",
-                "seconds": sec,
-                "throughput": f"{batch / sec:,.0f} obs/s",
-                "gflops_per_second": flops / sec / 1e9,
-                "peak_gflops": peak / 1e9,
-            }
+            flop_row(
+                "train", n_species, f"{loss}, batch {batch}", sec,
+                f"{batch / sec:,.0f} obs/s", flops, peak,
+            )
         )
         print(rows[-1], flush=True)
     return rows
+
+
+def flop_row(
+    task: str, species: int, detail: str, sec: float, throughput: str, flops: float, peak: float
+) -> dict:
+    """A table row of a FLOP-counted task (its ``fraction`` is set in :func:`main`, against
+    the run's best peak)."""
+    return {
+        "task": task,
+        "species": species,
+        "detail": detail,
+        "seconds": sec,
+        "throughput": throughput,
+        "gflops_per_second": flops / sec / 1e9,
+        "peak_gflops": peak / 1e9,
+    }
 
 
 def scoring_rows(prior, n_points: int) -> list[dict]:
@@ -202,15 +213,10 @@ def scoring_rows(prior, n_points: int) -> list[dict]:
     for task, detail, f in tasks:
         sec, peak = peak_beside(lambda f=f: best_time(f))
         rows.append(
-            {
-                "task": task,
-                "species": s,
-                "detail": f"{n_points:,} places, {detail}",
-                "seconds": sec,
-                "throughput": f"{n_points * s / sec:.3g} places x species/s",
-                "gflops_per_second": flops / sec / 1e9,
-                "peak_gflops": peak / 1e9,
-            }
+            flop_row(
+                task, s, f"{n_points:,} places, {detail}", sec,
+                f"{n_points * s / sec:.3g} places x species/s", flops, peak,
+            )
         )
         print(rows[-1], flush=True)
         reused.clear()
@@ -238,23 +244,16 @@ def map_row(prior, res: int) -> dict:
     got = json.loads(out.stdout.strip().splitlines()[-1])
     flops = scoring_flops(prior, got["cells"])
     sec = got["seconds"]
-    row = {
-        "task": "all-species map",
-        "species": prior.n_species,
-        "detail": (
-            f"{got['cells']:,} res-{res} land cells, {got['rows']:,} rows in range, "
-            f"GeoParquet {got['bytes'] / 1e6:.0f} MB; peak memory {got['peak_rss'] / 1e9:.2f} GB "
-            f"({(got['peak_rss'] - got['start_rss']) / 1e6:.0f} MB above the process "
-            f"before the map; the dense float32 map is "
-            f"{got['cells'] * prior.n_species * 4 / 1e9:.1f} GB)"
-        ),
-        "seconds": sec,
-        "throughput": f"{got['cells'] * prior.n_species / sec:.3g} cells x species/s",
-        "gflops_per_second": flops / sec / 1e9,
-        "peak_gflops": peak / 1e9,
-        "peak_rss_bytes": got["peak_rss"],
-        "start_rss_bytes": got["start_rss"],
-    }
+    detail = (
+        f"{got['cells']:,} res-{res} land cells, {got['rows']:,} rows in range, "
+        f"GeoParquet {got['bytes'] / 1e6:.0f} MB; peak memory {got['peak_rss'] / 1e9:.2f} GB "
+        f"({(got['peak_rss'] - got['start_rss']) / 1e6:.0f} MB above the process "
+        f"before the map; the dense float32 map is "
+        f"{got['cells'] * prior.n_species * 4 / 1e9:.1f} GB)"
+    )
+    throughput = f"{got['cells'] * prior.n_species / sec:.3g} cells x species/s"
+    row = flop_row("all-species map", prior.n_species, detail, sec, throughput, flops, peak)
+    row.update(peak_rss_bytes=got["peak_rss"], start_rss_bytes=got["start_rss"])
     print(row, flush=True)
     return row
 
