@@ -19,11 +19,16 @@ its own):
   (k = 10) and ``select`` (each species' own threshold), including the copy to the host;
 - every species' range map on every resolution-4 land cell, streamed to GeoParquet end to
   end (scoring, thresholds, encoding, writing), with the child process's peak memory;
+- the ceilings: the matrix products alone of dense predict and of the an_full step, at
+  the same shapes on random inputs (:func:`products_alone`);
 - fusion of 10,000 rows x 10,000 classes (``geoprior.fuse``) in GB/s.
 
 FLOPs are counted from the network's dense layers: ``2 * rows * in * out`` forward for the
-trunk and the species head, twice that backward, times the ensemble's members. Scoring
-rows count the trunk and the one head a call uses. The same script runs unchanged on a
+trunk and the species head, twice that backward (the gradients of the weights and of the
+layer's input), except the input layer, whose backward is its weights' gradient alone (the
+features are data: nothing differentiates them, and XLA computes no gradient for them),
+times the ensemble's members (:func:`train_flops`; a test checks it against XLA's own count
+of a compiled step). Scoring rows count the trunk and the one head a call uses. The same script runs unchanged on a
 GPU (the references are then the GPU's). Writes ``speed.json`` and ``speed.md`` to
 ``--out``.
 """
@@ -45,12 +50,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from geoprior import ModelConfig, Observations, TrainConfig, fuse, load_prior, train_prior
+from geoprior.core.model import GeoNet
+from geoprior.priors.scoring import rows_per_call
 from geoprior.train import resolve_config
 
 #: What bounds each kind of row, for the table.
 BOUNDS = {
-    "train": "matrix products of the trunk and head, forward and backward; the input layer "
-    "of the anchor features is a third of them",
+    "train": "matrix products of the input layer, trunk and head, forward and backward "
+    "(on this CPU the backward's transposed products run slower than the forward's)",
     "predict": "the trunk and head products at cache-sized blocks (skinnier than the square "
     "product of the peak, so slower on their own), then the activation (one exponential a "
     "value), the copy out and the output's fresh pages",
@@ -58,6 +65,8 @@ BOUNDS = {
     "select": "as predict, plus thresholds and a ranked list on the device",
     "all-species map": "scoring as predict, then the rows in range encoded and written "
     "(zstd) on a second thread",
+    "products alone": "XLA's matrix products at the shapes of the row above, nothing else: "
+    "the ceiling of its rate on this machine",
     "fuse": "memory: read logits and prior, write the fused log-probabilities",
 }
 
@@ -130,6 +139,13 @@ def dense_flops(rows: int, in_dim: int, model: ModelConfig, head_cols: int) -> f
     return 2.0 * rows * (body + w * head_cols)
 
 
+def train_flops(rows: int, in_dim: int, model: ModelConfig, head_cols: int) -> float:
+    """FLOPs of one training pass (forward and backward) of ``rows`` rows through one
+    network: three times the forward products, less the gradient of the input layer's
+    input, which is data and never computed."""
+    return 3 * dense_flops(rows, in_dim, model, head_cols) - 2.0 * rows * in_dim * model.width
+
+
 def scoring_flops(prior, rows: int) -> float:
     """Forward FLOPs of one output of ``prior`` (trunk and one head) at ``rows`` places."""
     model = ModelConfig(**prior.header["config"]["model"])
@@ -152,18 +168,98 @@ def training_rows(obs, n_species: int, steps: int) -> list[dict]:
         sec, peak = peak_beside(lambda config=config: time_training(obs, config, steps))
         cols = n_species if loss == "an_full" else 2
         bg_cols = n_species if loss == "an_full" else 1
-        fwd = dense_flops(batch, in_dim, config.model, cols) + dense_flops(
-            batch, in_dim, config.model, bg_cols
+        # the observations' pass and the background's, for every member
+        flops = config.members * (
+            train_flops(batch, in_dim, config.model, cols)
+            + train_flops(batch, in_dim, config.model, bg_cols)
         )
-        flops = 3 * fwd * config.members  # forward + backward, for every member
+        inp = config.members * 2 * (2 * 2.0 * batch * in_dim * config.model.width)
+        detail = (
+            f"{loss}, batch {batch}; the input layer ({in_dim:,} features) is "
+            f"{inp / flops:.0%} of the FLOPs"
+        )
         rows.append(
             flop_row(
-                "train", n_species, f"{loss}, batch {batch}", sec,
+                "train", n_species, detail, sec,
                 f"{batch / sec:,.0f} obs/s", flops, peak,
             )
         )
         print(rows[-1], flush=True)
+        if loss == "an_full":
+            detail = f"the {loss} step's products: batch {batch}, random inputs"
+            rows.append(
+                products_row("train", n_species, detail, config.model, in_dim, config.members, batch, steps)
+            )
     return rows
+
+
+def products_alone(
+    model: ModelConfig, in_dim: int, species: int, members: int, rows: int, calls: int,
+    train: bool,
+) -> float:
+    """Best seconds of ``calls`` calls of the bare network products at the shapes a task
+    runs, on random inputs: what XLA's products alone reach, the ceiling of that task's
+    rate. Scoring (``train=False``): each member's trunk and head on a ``rows``-row block,
+    nothing else (no features, activation or copy). Training: one step of the members'
+    forward and backward on an observation and a background batch of ``rows`` rows, a
+    softplus of every logit for the loss and a plain gradient step (no features, sampling,
+    dropout or optimiser state)."""
+    net = GeoNet(species, ModelConfig(model.width, model.depth, 0.0, model.head_rank))
+    keys = jax.random.split(jax.random.key(0), members + 2)
+    x = jax.random.uniform(keys[-1], (rows, in_dim))
+    params = [net.init(k, x[:1])["params"] for k in keys[:members]]
+
+    def forward(p, x):
+        return net.apply({"params": p}, x)
+
+    if train:
+        xb = jax.random.uniform(keys[-2], (rows, in_dim))
+
+        def loss(ps):
+            return sum(
+                jnp.sum(jax.nn.softplus(forward(p, x))) + jnp.sum(jax.nn.softplus(-forward(p, xb)))
+                for p in ps
+            )
+
+        step = jax.jit(
+            lambda ps: jax.tree.map(lambda a, g: a - 1e-6 * g, ps, jax.grad(loss)(ps)),
+            donate_argnums=0,
+        )
+        state = {"p": params}
+
+        def run():
+            for _ in range(calls):
+                state["p"] = step(state["p"])
+            jax.block_until_ready(state["p"])
+    else:
+        score = jax.jit(lambda ps, x: tuple(forward(p, x) for p in ps))
+
+        def run():
+            out = None
+            for _ in range(calls):
+                out = score(params, x)
+            jax.block_until_ready(out)
+
+    return best_time(run)
+
+
+def products_row(
+    task: str, species: int, detail: str, model: ModelConfig, in_dim: int, members: int,
+    rows: int, calls: int,
+) -> dict:
+    train = task == "train"
+    sec, peak = peak_beside(
+        lambda: products_alone(model, in_dim, species, members, rows, calls, train)
+    )
+    if train:
+        flops = calls * members * 2 * train_flops(rows, in_dim, model, species)
+        throughput = f"{calls * rows / sec:,.0f} obs/s"
+    else:
+        flops = calls * members * dense_flops(rows, in_dim, model, species)
+        throughput = f"{calls * rows * species / sec:.3g} places x species/s"
+    row = flop_row("products alone", species, detail, sec, throughput, flops, peak)
+    print(row, flush=True)
+    return row
 
 
 def flop_row(
@@ -220,6 +316,11 @@ def scoring_rows(prior, n_points: int) -> list[dict]:
         )
         print(rows[-1], flush=True)
         reused.clear()
+    model = ModelConfig(**prior.header["config"]["model"])
+    block = rows_per_call(s, prior.members, prior._in_dim())
+    calls = -(-n_points // block)
+    detail = f"predict's network: {calls:,} blocks of {block} rows, random inputs"
+    rows.append(products_row("predict", s, detail, model, prior._in_dim(), prior.members, block, calls))
     return rows
 
 
@@ -425,7 +526,7 @@ TARGETS = (
 )
 
 HOW = """
-## How scoring runs, and what bounds it
+## How scoring and training run, and what bounds them
 
 - **Blocks sized to the machine** (`geoprior.priors.scoring.rows_per_call`). On a CPU a
   call takes the rows whose logits, one `rows x species` array per member, fill the
@@ -466,6 +567,21 @@ HOW = """
   and sum, and the mean), the copy out and the output's fresh pages take the rest, and on
   two cores every host-side step (the copy, the map's extraction and encoding) takes its
   time from the products.
+- **The ceilings.** Each "products alone" row runs the matrix products of the row above
+  it at the same shapes, on random inputs, and nothing else: for scoring each member's
+  trunk and head on the same blocks (no features, activation or copy), for training the
+  members' forward and backward on an observation and a background batch with a softplus
+  loss and a plain gradient step (no features, background sampling, dropout or Adam).
+  Its rate is what XLA's products reach on this machine at those shapes, so the task
+  above cannot pass it; where it is under a target, the target is out of reach here.
+- **Training's FLOPs** (`train_flops`): the input layer's backward is its weights'
+  gradient alone, since nothing differentiates the features (a test checks the count
+  against XLA's own for a compiled step). At 1,000 species that layer, 3,100 anchor
+  features wide, is half of a step's FLOPs; the backward's transposed products (the
+  gradients of the weights and of the head's input) ran at 60-90% of the forward's rate
+  in separate measurements. The step's own work beside the products is the anchor
+  features (one exponential a place and anchor, for the batch and its background), the
+  background sampling, dropout, the loss and the Adam update.
 - **Several steps a call** (`lax.scan`) was not adopted: a compiled call costs about
   0.2 ms to dispatch against a training step of 200 ms on this CPU.
 """
