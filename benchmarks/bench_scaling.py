@@ -119,6 +119,10 @@ def child_train(store: str, steps: int, updates: dict, predict_points: int = 0) 
         "obs_per_s": 2048 / prior.header["training"]["seconds_per_step"],
         "total_s": time.perf_counter() - t,
         "final_loss": float(np.mean(prior.loss_curve[-5:])),
+        # what actually ran, from the saved header (the defaults change between releases)
+        "loss": prior.header["config"]["loss"],
+        "members": prior.members,
+        "model": prior.header["config"]["model"],
         "peak_rss_mb": _peak_rss_mb(),
     }
     if predict_points:
@@ -206,6 +210,12 @@ def run(args) -> dict:
     return results
 
 
+def _models(runs: list[dict]) -> str:
+    """The networks the runs trained, as ``width W, depth D`` (each distinct one once)."""
+    shapes = sorted({(r["model"]["width"], r["model"]["depth"]) for r in runs if "model" in r})
+    return "; ".join(f"width {w}, depth {d}" for w, d in shapes) or "the default network"
+
+
 def markdown(results: dict) -> str:
     m, c = results["machine"], results["config"]
     lines = [
@@ -219,8 +229,9 @@ def markdown(results: dict) -> str:
         f"({m['accelerators']} device(s) without forcing)",
         f"- data: {c['rows']:,} synthetic observations of {c['species']:,} species (10 "
         f"Parquet files), and {c['big_rows']:,} of {c['big_species']:,} species",
-        f"- training: batch 2,048, {c['steps']} steps per run, width 256, depth 4; step time "
-        "is the steady state (compilation excluded)",
+        f"- training: batch 2,048, {c['steps']} steps per run, {_models(results['runs'])}, "
+        "the defaults otherwise (the default loss where the table's loss is not set); "
+        "step time is the steady state (compilation excluded)",
         "",
         "### Conversion to memory-mapped columns",
         "",
@@ -237,13 +248,14 @@ def markdown(results: dict) -> str:
         "",
         "### Training from the store",
         "",
-        "| species | devices | loss | head | s/step | obs/s | vs 1 device | final loss | peak memory |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| species | devices | loss | members | head | s/step | obs/s | vs 1 device | final loss "
+        "| peak memory |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     base = {}
     for r in results["runs"]:
         cfg = r["config"]
-        loss = cfg.get("loss", "an_full")
+        loss = r.get("loss", cfg.get("loss", "?"))
         head = (
             f"split over {cfg['model_parallel']}"
             if cfg.get("model_parallel", 1) > 1
@@ -254,7 +266,7 @@ def markdown(results: dict) -> str:
             base[key] = r["obs_per_s"]
         ratio = r["obs_per_s"] / base[key] if key in base else float("nan")
         lines.append(
-            f"| {r['species']:,} | {r['devices']} | {loss} | {head} | "
+            f"| {r['species']:,} | {r['devices']} | {loss} | {r.get('members', '?')} | {head} | "
             f"{r['seconds_per_step']:.3f} | {r['obs_per_s']:,.0f} | {ratio:.2f}x | "
             f"{r['final_loss']:.4f} | {r['peak_rss_mb']:,.0f} MB |"
         )
