@@ -8,6 +8,7 @@ import json
 import shutil
 import warnings
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
@@ -41,6 +42,7 @@ from geoprior.io.rasters import (  # noqa: E402
     covariates_for,
     open_rasters,
 )
+from geoprior.maps import write_all_species  # noqa: E402
 from geoprior.priors.header import PriorHeader  # noqa: E402
 from geoprior.train.backgrounds import _far_from, raster_background  # noqa: E402
 
@@ -474,8 +476,16 @@ def test_cli_maps_a_covariate_prior_with_recorded_or_given_rasters(env_prior, en
         "--threshold", "lpt", "--observations", env_csv,
     )  # fmt: skip
     assert lpt.exit_code == 0, lpt.output
-    everything = run("range-map", env_prior, "--all-species", "-o", tmp_path / "e.parquet")
-    assert_error(everything, "--all-species does not sample covariate rasters")
+    everything = run("range-map", env_prior, "--all-species", "-o", tmp_path / "e.parquet", "--res", 3)
+    assert everything.exit_code == 0, (everything.output, everything.exception)
+    assert "cells where a covariate raster has no value" in everything.stderr
+    streamed = gpd.read_parquet(tmp_path / "e.parquet")
+    assert streamed.attrs["covariates"]["outside"] > 0  # the land beyond the rasters
+    inside = frame[frame.in_range].sort_values(["species", "h3_cell"])
+    streamed = streamed.sort_values(["species", "h3_cell"])
+    assert streamed.h3_cell.tolist() == inside.h3_cell.tolist()
+    assert streamed.species.tolist() == inside.species.tolist()
+    np.testing.assert_allclose(streamed.prob, inside.prob, rtol=1e-5)
 
 
 def test_cli_predict_samples_the_rasters_at_the_place(env_prior, rasters):
@@ -530,6 +540,38 @@ def test_library_maps_and_monthly_maps_take_rasters(env_prior, rasters):
     np.testing.assert_array_equal(months[months.month == 1].prob.to_numpy(), frame.prob.to_numpy())
     with pytest.raises(ConfigError, match="takes no rasters"):
         range_map(random_prior(2), "s0", res=2, threshold=0.5, covariates=[rasters["temp"]], bbox=(10, 32, 28, 48))
+
+
+def test_all_species_maps_sample_the_rasters_as_range_map_does(env_prior, rasters, tmp_path):
+    """Streamed every-species maps of a covariate prior: the same cells, species and
+    probabilities as range_map's in-range rows, the same cells left out (counted), the
+    given rasters used, and rasters refused for a prior without covariates."""
+    prior = load_prior(env_prior)
+    box = (1, 31, 29, 49)
+    one = range_map(prior, ["warm", "cold"], res=3, threshold=0.5, bbox=box, cells="in-range")
+    summary = write_all_species(prior, tmp_path / "all.parquet", res=3, threshold=0.5, bbox=box)
+    streamed = gpd.read_parquet(summary["path"])
+    assert summary["covariates"] == one.attrs["covariates"] == streamed.attrs["covariates"]
+    assert summary["rows"] == len(streamed) == len(one) > 0
+    key = ["species", "h3_cell"]
+    a, b = one.sort_values(key).reset_index(drop=True), streamed.sort_values(key).reset_index(drop=True)
+    assert a.h3_cell.tolist() == b.h3_cell.tolist() and a.species.tolist() == b.species.tolist()
+    np.testing.assert_allclose(b.prob, a.prob, rtol=1e-5)
+    everywhere = write_all_species(prior, tmp_path / "world.parquet", res=2, threshold=0.5)
+    about = everywhere["covariates"]  # the land beyond the rasters: left out and counted
+    assert about["outside"] > 0 and everywhere["cells"] == about["cells"] - about["outside"] - about["nodata"]
+    rows = np.mgrid[0:20, 0:30][0]
+    warmer = write(
+        tmp_path / "temp_plus4.tif", temperature(NORTH - rows - 0.5) + 4.0, from_origin(WEST, NORTH, 1, 1)
+    )
+    with pytest.warns(GeopriorWarning, match="temp_plus4.tif band 1"):
+        later = write_all_species(
+            prior, tmp_path / "later.parquet", res=3, threshold=0.5, bbox=box, covariates=[warmer, rasters["merc"]]
+        )
+    later = gpd.read_parquet(later["path"])
+    assert (later.species == "cold").sum() < (streamed.species == "cold").sum()
+    with pytest.raises(ConfigError, match="takes no rasters"):
+        write_all_species(random_prior(2), tmp_path / "x.parquet", res=2, threshold=0.5, covariates=[rasters["temp"]])
 
 
 def test_a_warmer_scenario_raster_moves_the_ranges(env_prior, rasters, tmp_path):

@@ -171,13 +171,6 @@ def range_map(
         raise click.UsageError("--all-species writes one .parquet (no --dissolve, --monthly)")
     loaded = load_prior(prior)
     rasters = rasters_for(loaded, covariates)
-    if all_species and rasters is not None:
-        from ..errors import ConfigError
-
-        raise ConfigError(
-            "--all-species does not sample covariate rasters; map the species by name "
-            "(range-map PRIOR NAME ... --covariates ...)"
-        )
     if monthly is None:
         monthly = suffix == ".png" and month is None and date is None and uses_dates(loaded)
     if monthly and (month is not None or date is not None):
@@ -207,6 +200,8 @@ def range_map(
         if note:
             click.echo(f"--observations: {note} (no covariates there)", err=True)
     common = dict(res=res, threshold=thresh, land_only=not include_sea, bbox=bbox, observations=obs)
+    if rasters is not None:
+        common["covariates"] = rasters
     if all_species:
         summary = write_all_species(
             loaded,
@@ -219,14 +214,13 @@ def range_map(
             metadata={"prior_file": str(prior)},
             **common,
         )
+        _left_out(summary.get("covariates"))
         click.echo(
             f"{summary['rows']} rows of {summary['species']} species "
             f"({summary['cells']} cells); wrote {output}",
             err=True,
         )
         return
-    if rasters is not None:
-        common["covariates"] = rasters
     options = dict(dissolve=dissolve, progress=not quiet, **common)
     if not dissolve:
         options["cells"] = cells
@@ -234,14 +228,7 @@ def range_map(
         frame = monthly_range_maps(loaded, list(species), **options)
     else:
         frame = make_range_map(loaded, list(species), date=date, month=month, **options)
-    about = frame.attrs.get("covariates")
-    if about and (about["outside"] or about["nodata"]):
-        left = about["outside"] + about["nodata"]
-        click.echo(
-            f"left out {left:,} of {about['cells']:,} cells where a covariate raster has no "
-            f"value ({about['outside']:,} outside the rasters, {about['nodata']:,} on nodata)",
-            err=True,
-        )
+    _left_out(frame.attrs.get("covariates"))
     frame.attrs["prior_file"] = str(prior)
     plot = {"color": color} if color else {}
     if show_places:
@@ -251,6 +238,17 @@ def range_map(
     if to_stdout:
         sys.stdout.buffer.flush()
     click.echo(_summary(frame, "stdout" if to_stdout else output), err=True)
+
+
+def _left_out(about: dict | None) -> None:
+    """Say how many cells a covariate prior's map left out, where a raster has no value."""
+    if about and (about["outside"] or about["nodata"]):
+        left = about["outside"] + about["nodata"]
+        click.echo(
+            f"left out {left:,} of {about['cells']:,} cells where a covariate raster has no "
+            f"value ({about['outside']:,} outside the rasters, {about['nodata']:,} on nodata)",
+            err=True,
+        )
 
 
 def _summary(frame, where) -> str:

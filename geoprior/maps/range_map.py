@@ -244,7 +244,7 @@ def _predict_cells(
 
 
 # ---------------------------------------------------------------------------- maps
-def _covariate_inputs(prior, covariates, observations):
+def covariate_inputs(prior, covariates, observations):
     """The rasters a covariate prior is mapped with (``None`` for other priors) and the
     presences for a threshold rule with their covariates sampled from them."""
     from ..io.rasters import attach_covariates, covariates_for
@@ -257,7 +257,7 @@ def _covariate_inputs(prior, covariates, observations):
     return rasters, observations
 
 
-def _cell_inputs(rasters, grid: CellGrid, strict: bool):
+def cell_inputs(rasters, grid: CellGrid, strict: bool):
     """The cells where every raster has a value, their covariates, and what was left out
     (see :func:`geoprior.io.rasters.cell_covariates`)."""
     from ..io.rasters import cell_covariates
@@ -385,11 +385,11 @@ def range_map(
     when = map_date(date, month)
     check_cells(cells)
     cols = species_indices(names, prior.species)
-    rasters, observations = _covariate_inputs(prior, covariates, observations)
+    rasters, observations = covariate_inputs(prior, covariates, observations)
     thresholds = thresholds_for(prior, names, cols, threshold, observations, progress)
     region = None if bbox is None else parse_bbox(bbox)
     grid = keep_cells(prior, map_grid(res, region, land_only), cells)
-    grid, cell_cov, about = _cell_inputs(rasters, grid, strict=region is not None)
+    grid, cell_cov, about = cell_inputs(rasters, grid, strict=region is not None)
     with progress_bar(len(grid), "range map", progress) as bar:
         probs = _predict_cells(prior, grid, cols, when, cell_cov, bar)
     kept = "in-range" if dissolve and cells == "all" else cells  # dissolved: its range
@@ -435,11 +435,11 @@ def monthly_range_maps(
         raise ConfigError("months is empty")
     check_cells(cells)
     cols = species_indices(names, prior.species)
-    rasters, observations = _covariate_inputs(prior, covariates, observations)
+    rasters, observations = covariate_inputs(prior, covariates, observations)
     thresholds = thresholds_for(prior, names, cols, threshold, observations, progress)
     region = None if bbox is None else parse_bbox(bbox)
     grid = keep_cells(prior, map_grid(res, region, land_only), cells)
-    grid, cell_cov, about = _cell_inputs(rasters, grid, strict=region is not None)
+    grid, cell_cov, about = cell_inputs(rasters, grid, strict=region is not None)
     # every month draws the same cells, except in range only (few, month by month)
     polygons = None if dissolve or cells == "in-range" else cell_polygons(grid.cells)
     with progress_bar(len(months) * len(grid), "monthly maps", progress) as bar:

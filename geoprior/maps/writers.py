@@ -36,7 +36,9 @@ from .grid import cell_polygons, parse_bbox
 from .range_map import (
     CHUNK_VALUES,
     CRS,
+    cell_inputs,
     check_cells,
+    covariate_inputs,
     keep_cells,
     map_attrs,
     map_date,
@@ -329,10 +331,11 @@ def _geo_metadata(types: set[str], bounds) -> bytes:
     return pq.read_schema(buffer).metadata[b"geo"]
 
 
-def _map_chunks(prior, grid, when, thresholds, cells: str, step: int):
+def _map_chunks(prior, grid, when, thresholds, cells: str, step: int, covariates=None):
     """Yield every species' map ``(part, cell, species, prob, in_range)`` a chunk of cells
     at a time, rows species by species (cells in order within each): only the rows in
-    range for ``cells="in-range"``, else every (cell, species) row.
+    range for ``cells="in-range"``, else every (cell, species) row. ``covariates``: the
+    cells' own ``(cells, c)``, for a prior that takes them.
 
     A prior that compares thresholds on the device (``iter_above``: a GeoPrior) hands over
     only the rows in range, a block of its own size at a time; any other is predicted
@@ -354,7 +357,8 @@ def _map_chunks(prior, grid, when, thresholds, cells: str, step: int):
             return part, cell[order], sp[order], prob[order], np.ones(order.size, bool)
 
         for block in prior.iter_above(
-            grid.lat, grid.lon, when, thresholds=thresholds, output="presence"
+            grid.lat, grid.lon, when, thresholds=thresholds, covariates=covariates,
+            output="presence",
         ):
             held.append(block)
             if held[-1][0] + held[-1][1] - held[0][0] >= step:
@@ -366,7 +370,11 @@ def _map_chunks(prior, grid, when, thresholds, cells: str, step: int):
     cols = np.arange(s)
     for a in range(0, len(grid), step):
         part = grid.take(slice(a, a + step))
-        probs = predict_columns(prior, part.lat, part.lon, when, cols, output="presence", scores=scores)
+        cov = None if covariates is None else covariates[a : a + step]
+        probs = predict_columns(
+            prior, part.lat, part.lon, when, cols, covariates=cov, output="presence",
+            scores=scores,
+        )
         in_range = probs >= thresholds[None, :]
         if cells == "in-range":  # species by species, cells in order
             sp, cell = np.nonzero(in_range.T)
@@ -405,6 +413,7 @@ def write_all_species(
     progress: bool = False,
     chunk_values: int = CHUNK_VALUES,
     metadata: dict | None = None,
+    covariates=None,
 ) -> dict:
     """Stream the range maps of every species of ``prior`` into one GeoParquet file.
 
@@ -420,8 +429,14 @@ def write_all_species(
     metadata is :func:`map_metadata` of the map (``geopandas.read_parquet(path).attrs``),
     with ``metadata`` added, and GeoParquet's ``geo`` as geopandas writes it.
 
+    A prior trained with covariates is mapped as by :func:`range_map`: ``covariates`` the
+    rasters to sample at the cell centres (default: those recorded in the prior), only
+    the cells where every raster has a value kept (``attrs["covariates"]`` counts the
+    others), and presences for a threshold rule sampled from the same rasters.
+
     Returns:
-        ``{"cells", "species", "rows", "path"}``.
+        ``{"cells", "species", "rows", "path"}``, and ``"covariates"`` (the cells left out,
+        as ``attrs["covariates"]``) for a covariate prior.
 
     >>> write_all_species(prior, "all.parquet", progress=True)  # doctest: +SKIP
     """
@@ -436,10 +451,14 @@ def write_all_species(
     names = list(prior.species)
     when = map_date(date, month)
     cols = np.arange(len(names))
+    rasters, observations = covariate_inputs(prior, covariates, observations)
     thresholds = thresholds_for(prior, names, cols, threshold, observations, progress)
     region = None if bbox is None else parse_bbox(bbox)
     grid = keep_cells(prior, map_grid(res, region, land_only), cells)
+    grid, cell_cov, about = cell_inputs(rasters, grid, strict=region is not None)
     attrs = map_attrs(prior, names, cols, threshold, res, when, month, region, land_only, cells)
+    if about is not None:
+        attrs["covariates"] = about
     attrs["thresholds"] = dict(zip(names, [float(str(v)) for v in thresholds]))
     attrs.update(metadata or {})
     s = len(names)
@@ -490,7 +509,7 @@ def write_all_species(
         writer.write_table(table, row_group_size=table.num_rows)
         state["rows"] += table.num_rows
 
-    chunks = _map_chunks(prior, grid, when, thresholds, cells, step)
+    chunks = _map_chunks(prior, grid, when, thresholds, cells, step, cell_cov)
     with atomic_path(path) as tmp:
         # probabilities are nearly all distinct: a dictionary for them was tried, dropped and
         # doubled the write (1.8 s against 0.8 for 17 M rows, measured); split into byte
@@ -526,5 +545,7 @@ def write_all_species(
                     "PANDAS_ATTRS": json.dumps(_metadata(attrs)),
                 }
             )
-    rows = state["rows"]
-    return {"cells": len(grid), "species": s, "rows": rows, "path": str(path)}
+    summary = {"cells": len(grid), "species": s, "rows": state["rows"], "path": str(path)}
+    if about is not None:
+        summary["covariates"] = about
+    return summary
