@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import regional_observations
 
@@ -51,6 +52,41 @@ def test_memory_rows_take_and_background_pool():
     assert rows.n == 20 and rows.n_pool == 20 + len(extra)
     bg = rows.take_background(np.array([0, 20]))
     assert "species" not in bg and np.isnan(bg["doy"][1]) and np.isfinite(bg["doy"][0])
+
+
+def test_block_plan_draws_extra_places_by_their_share_of_the_pool():
+    n, extra, batch = 1000, 500, 256
+    plain, plan = BlockPlan(n, 1, batch), BlockPlan(n, 1, batch, n_extra=extra)
+    rows = np.concatenate([plan.background_rows(t) for t in range(200)])
+    assert rows.size == 200 * batch and rows.min() >= 0 and rows.max() < n + extra
+    share = (rows >= n).mean()
+    assert abs(share - extra / (n + extra)) < 0.01  # 51,200 draws: sd 0.002
+    np.testing.assert_array_equal(plan.background_rows(7), BlockPlan(n, 1, batch, n_extra=extra).background_rows(7))
+    # the store's part keeps its contiguous blocks
+    inner = plan.background_rows(3)
+    inner = inner[inner < n]
+    assert np.flatnonzero(np.diff(inner) % n != 1).size + 1 <= -(-inner.size // plan.block) + 1
+    assert not (plain.background_rows(3) >= n).any()
+
+
+def test_store_rows_extra_places_are_undated_and_standardised(tmp_path):
+    from geoprior import Observations, convert_to_columns
+    from geoprior.train.batches import StoreRows
+
+    obs = regional_observations(20)
+    pd.DataFrame(
+        {"lat": obs.lat, "lon": obs.lon, "species": np.array(obs.species)[obs.species_index],
+         "date": obs.date.astype(str), "t": np.arange(len(obs), dtype=float)}
+    ).to_csv(tmp_path / "o.csv", index=False)
+    store = convert_to_columns(tmp_path / "o.csv", tmp_path / "s", covariates=["t"])
+    extra = Observations.from_arrays([1.0, 2.0], [3.0, 4.0], ["x", "x"], covariates=np.array([[10.0], [20.0]]), covariate_names=["t"])
+    rows = StoreRows(store, 0, len(store), use_date=True, cov_mean=np.float32([5.0]), cov_std=np.float32([2.0]), extra=extra)
+    assert rows.n_pool == len(store) + 2 and rows.n_extra == 2
+    bg = rows.take_background(np.array([0, len(store) + 1, 1, len(store)]))
+    assert bg["lat"].tolist() == [store.lat[0], 2.0, store.lat[1], 1.0]
+    assert np.isnan(bg["doy"][[1, 3]]).all() and np.isfinite(bg["doy"][[0, 2]]).all()
+    assert bg["cov"][[1, 3], 0].tolist() == [7.5, 2.5]
+    assert bg["cov"][0, 0] == np.float32((store.covariates[0, 0] - 5.0) / 2.0)
 
 
 def test_empty_plans_raise():

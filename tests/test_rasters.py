@@ -346,6 +346,81 @@ def test_train_prior_with_rasters_records_them(rasters, obs_env):
 
 
 # ---------------------------------------------------------------------------- priors
+# ---------------------------------------------------------------------------- column stores
+def test_a_store_converted_from_rasters_trains_a_raster_prior(rasters, obs_env, tmp_path):
+    """convert_to_columns(rasters=) samples every row as attach_covariates would and
+    records the rasters; train_prior on the store trains as from the observations with
+    rasters=: the prior records them, draws its far background from them, and maps."""
+    from geoprior import ColumnStore, convert_to_columns, train_prior
+
+    csv = tmp_path / "obs.csv"
+    pd.DataFrame(
+        {"latitude": obs_env.lat, "longitude": obs_env.lon, "species": np.array(obs_env.species)[obs_env.species_index]}
+    ).to_csv(csv, index=False)
+    r = open_rasters([rasters["temp"], rasters["merc"]], method="bilinear")
+    store = convert_to_columns(csv, tmp_path / "s", rasters=r, chunk_rows=64)
+    assert store.covariate_names == ("temp", "merc") and len(store) == len(obs_env)
+    source = store.covariate_source
+    assert source["method"] == "bilinear" and [la["path"] for la in source["layers"]] == [rasters["temp"], rasters["merc"]]
+    # the same values as sampling in memory, row for row (the store is shuffled: matched by place)
+    order = np.lexsort((store.lon, store.lat))
+    mem = attach_covariates(obs_env, r)
+    mine = np.lexsort((mem.lon.astype(np.float32), mem.lat.astype(np.float32)))
+    np.testing.assert_array_equal(np.asarray(store.covariates)[order], mem.covariates[mine])
+    again = ColumnStore.open(tmp_path / "s")  # the record survives reopening
+    assert again.covariate_source == source
+
+    prior = train_prior(again, small_config(steps=30, members=1), progress=False)
+    assert prior.covariate_names == ("temp", "merc")
+    recorded = prior.header["covariate_source"]
+    assert recorded["method"] == "bilinear" and recorded["background"]["kind"] == "far"
+    assert recorded["background"]["places"] == len(obs_env)
+    assert covariates_for(prior).names == ("temp", "merc")
+    np.testing.assert_allclose(prior.cov_mean, mem.covariates.mean(0), rtol=1e-4)
+    frame = range_map(prior, "warm", res=3, threshold=0.5, bbox=(10, 32, 28, 48))
+    assert frame.attrs["covariates"]["outside"] == 0 and len(frame) > 0
+    # the same rasters given again are taken; others are refused, naming both
+    train_prior(again, small_config(steps=2, members=1), rasters=r, progress=False)
+    other = open_rasters([rasters["temp"]])
+    with pytest.raises(ConfigError, match=r"converted from rasters \['temp', 'merc'\] and these are \['temp'\]"):
+        train_prior(again, small_config(steps=2, members=1), rasters=other, progress=False)
+    plain = convert_to_columns(csv, tmp_path / "plain")
+    with pytest.raises(ConfigError, match="was not converted from covariate rasters"):
+        train_prior(plain, small_config(steps=2, members=1), rasters=r, progress=False)
+    with pytest.raises(ConfigError, match="from table columns or from rasters, not both"):
+        convert_to_columns(csv, tmp_path / "both", rasters=r, covariates=["latitude"])
+
+
+def test_store_rows_beyond_the_rasters_raise_or_are_dropped_and_counted(rasters, tmp_path):
+    from geoprior import convert_to_columns
+
+    csv = tmp_path / "obs.csv"
+    pd.DataFrame(
+        {"latitude": [40.0, 41.0, 60.0, 42.0], "longitude": [20.0, 21.0, 20.0, 22.0], "species": ["a", "a", "b", "b"]}
+    ).to_csv(csv, index=False)
+    r = open_rasters([rasters["temp"]])
+    with pytest.raises(CoverageError, match=r"obs.csv.*1 of 4 observations lie outside temp.tif"):
+        convert_to_columns(csv, tmp_path / "s", rasters=r)
+    with pytest.warns(UserWarning, match="outside the covariate rasters"):
+        store = convert_to_columns(csv, tmp_path / "s", rasters=r, on_invalid="drop")
+    assert len(store) == 3 and store.report.dropped == {"outside the covariate rasters": 1}
+    assert store.report.rows_read == 4 and store.report.rows_kept == 3
+    assert sorted(store.lat.tolist()) == [40.0, 41.0, 42.0]
+
+
+def test_a_store_whose_raster_moved_is_refused_naming_the_store(rasters, obs_env, tmp_path):
+    from geoprior import convert_to_columns, train_prior
+
+    moved = tmp_path / "temp.tif"
+    shutil.copy(rasters["temp"], moved)
+    csv = tmp_path / "obs.csv"
+    pd.DataFrame({"latitude": obs_env.lat, "longitude": obs_env.lon, "species": "x"}).to_csv(csv, index=False)
+    store = convert_to_columns(csv, tmp_path / "s", rasters=open_rasters([moved]))
+    moved.unlink()
+    with pytest.raises(MissingFileError, match=r"the store .*s was converted from covariate raster .*temp.tif, which is no longer there"):
+        train_prior(store, small_config(steps=2, members=1), progress=False)
+
+
 def test_covariates_for_checks_order_count_and_origin(rasters, tmp_path):
     plain = random_prior(2)
     assert covariates_for(plain) is None
@@ -486,6 +561,27 @@ def test_cli_maps_a_covariate_prior_with_recorded_or_given_rasters(env_prior, en
     assert streamed.h3_cell.tolist() == inside.h3_cell.tolist()
     assert streamed.species.tolist() == inside.species.tolist()
     np.testing.assert_allclose(streamed.prob, inside.prob, rtol=1e-5)
+
+
+def test_cli_converts_with_rasters_and_trains_from_the_store(env_csv, rasters, tmp_path):
+    store = tmp_path / "s.columns"
+    converted = run("convert", env_csv, "-o", store, "--covariates", rasters["temp"], rasters["merc"], "--quiet")
+    assert converted.exit_code == 0, (converted.output, converted.exception)
+    assert "temp (temp.tif band 1, EPSG:4326, 30 x 20 pixels)" in converted.stderr
+    assert "wrote 300 rows of 2 species" in converted.stderr
+    out = tmp_path / "p"
+    trained = run("train", store, "-o", out, "--quiet", *TINY)
+    assert trained.exit_code == 0, (trained.output, trained.exception)
+    assert "covariates from the rasters the store was converted from: temp, merc" in trained.stderr
+    assert "300 places where every raster has a value, far from the observations" in trained.stderr
+    header = json.loads((out / "prior.json").read_text())
+    assert header["covariates"] == ["temp", "merc"]
+    mapped = run("range-map", out, "warm", "cold", "-o", tmp_path / "m.csv", "--res", 3)
+    assert mapped.exit_code == 0, (mapped.output, mapped.exception)
+    both = run("convert", env_csv, "-o", tmp_path / "b", "--covariate", "latitude", "--covariates", rasters["temp"])
+    assert both.exit_code == 2 and "not both" in both.output and "Traceback" not in both.output
+    other = run("train", store, "-o", tmp_path / "q", "--covariates", rasters["temp"], "--quiet", *TINY)
+    assert_error(other, "converted from rasters ['temp', 'merc'] and these are ['temp']")
 
 
 def test_cli_predict_samples_the_rasters_at_the_place(env_prior, rasters):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..outputs import check_output
+from .covariates import covariates_option, sampling_option
 from .options import (
     Command,
     encoding_option,
@@ -19,8 +20,14 @@ from .options import (
 @click.argument("sources", nargs=-1, required=True)
 @output_option("Folder to write (a folder: not '-', standard output).")
 @click.option(
-    "--covariate", "covariates", multiple=True, help="A covariate column to keep (repeatable)."
+    "--covariate", "columns", multiple=True, help="A covariate column to keep (repeatable)."
 )
+@covariates_option(
+    "Covariate rasters sampled at every row instead of columns (rows where a raster has no "
+    "value follow --on-invalid); the store records them, and `geoprior train STORE` trains "
+    "a prior that maps and predicts with them."
+)
+@sampling_option
 @on_invalid_option
 @click.option(
     "--chunk-rows", default=500_000, show_default=True, help="Rows read and shuffled at a time."
@@ -29,16 +36,31 @@ from .options import (
 @encoding_option
 @overwrite_option
 @quiet_option
-def convert(sources, output, covariates, on_invalid, chunk_rows, seed, encoding, overwrite, quiet):
+def convert(
+    sources, output, columns, covariates, sampling, on_invalid, chunk_rows, seed, encoding,
+    overwrite, quiet,
+):
     """Convert SOURCES (files or folders: Parquet, CSV, GBIF, eBird, ...) once into shuffled
     memory-mapped columns that `geoprior train` streams, for data larger than memory."""
     from ..columnstore import MANIFEST, convert_to_columns
 
     check_output(output, overwrite, marker=MANIFEST, kind="column store")
+    if columns and covariates:
+        raise click.UsageError(
+            "give covariate columns (--covariate NAME) or rasters (--covariates A.tif ...), "
+            "not both"
+        )
+    rasters = None
+    if covariates:
+        from ..io.rasters import open_rasters
+
+        rasters = open_rasters(covariates, method=sampling)
+        click.echo(f"covariates from rasters ({sampling}):\n{rasters.describe()}", err=True)
     store = convert_to_columns(
         list(sources),
         output,
-        covariates=covariates,
+        covariates=columns,
+        rasters=rasters,
         on_invalid=on_invalid,
         chunk_rows=chunk_rows,
         seed=seed,
@@ -46,4 +68,8 @@ def convert(sources, output, covariates, on_invalid, chunk_rows, seed, encoding,
         overwrite=overwrite,
         progress=not quiet,
     )
+    dropped = store.report.dropped
+    if dropped:
+        shown = ", ".join(f"{n:,} {why}" for why, n in dropped.items())
+        click.echo(f"left out {sum(dropped.values()):,} rows: {shown}", err=True)
     click.echo(f"wrote {len(store):,} rows of {store.n_species:,} species to {output}", err=True)

@@ -117,15 +117,15 @@ def train(
 
         rasters = open_rasters(covariates, method=sampling)
         click.echo(f"covariates from rasters ({sampling}):\n{rasters.describe()}", err=True)
-        if not isinstance(obs, Observations):
-            raise ConfigError(
-                f"{observations} is a column store; --covariates samples rasters at "
-                "observations read into memory: train from the original file"
-            )
-        before, obs = obs, attach_covariates(obs, rasters, on_invalid=on_invalid)
-        note = dropped_note(before, obs)
-        if note:
-            click.echo(note, err=True)
+        if isinstance(obs, Observations):
+            before, obs = obs, attach_covariates(obs, rasters, on_invalid=on_invalid)
+            note = dropped_note(before, obs)
+            if note:
+                click.echo(note, err=True)
+        # a column store was sampled at conversion: train_prior checks these are its rasters
+    elif getattr(obs, "covariate_source", None) is not None:
+        names = ", ".join(obs.covariate_names)
+        click.echo(f"covariates from the rasters the store was converted from: {names}", err=True)
     click.echo(f"{obs}", err=True)
     if not resume and (workdir / "checkpoint.npz").exists():
         if not overwrite:

@@ -42,7 +42,7 @@ from typing import BinaryIO
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, EmptyDataError, FormatError, suggest
+from ..errors import ConfigError, CoverageError, EmptyDataError, FormatError, suggest
 from ..io import PLANS
 from ..io.detect import detect_format
 from ..io.table import ObservationChunks, binary_opener, check_path, real_suffix
@@ -58,6 +58,8 @@ __all__ = ["convert_to_columns", "STREAMED"]
 STREAMED = tuple(PLANS)
 _DATA_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".tab", ".txt", ".zip")
 _COLUMN_KEYS = ("lat", "lon", "species", "date")
+#: Kept places probed for the record of covariate rasters (what tells a changed raster).
+_PROBE_ROWS = 4096
 #: Bytes of a text file read to estimate its rows.
 _HEAD_BYTES = 1 << 20
 
@@ -69,6 +71,7 @@ def convert_to_columns(
     *,
     columns: Mapping[str, str] | None = None,
     covariates: Iterable[str] = (),
+    rasters=None,
     on_invalid: str = "raise",
     lon_360: bool = False,
     encoding: str | None = None,
@@ -90,6 +93,13 @@ def convert_to_columns(
         columns: column names, ``{"lat": ..., "lon": ..., "species": ..., "date": ...}``;
             left out, they are found as :func:`geoprior.read_observations` finds them.
         covariates: names of numeric columns to keep as ``covariates.npy``.
+        rasters: covariate rasters (a :class:`~geoprior.io.rasters.RasterCovariates`, see
+            :func:`~geoprior.io.rasters.open_rasters`) sampled at every row as its
+            covariates instead, chunk by chunk; rows where a raster has no value follow
+            ``on_invalid`` (``"drop"`` counts them in the report). The manifest records
+            the rasters (``covariate_source``), so :func:`~geoprior.train_prior` on the
+            store trains a prior that maps and predicts with them, as it would from the
+            original file with ``rasters=``.
         on_invalid: ``"raise"``: the first bad row raises, naming the file and row.
             ``"drop"``: bad rows are dropped and counted in the manifest's ``report``.
         lon_360, encoding: as for :func:`geoprior.read_observations`.
@@ -123,6 +133,13 @@ def convert_to_columns(
                 + suggest(str(key), _COLUMN_KEYS)
             )
     covariates = tuple(covariates)
+    if rasters is not None:
+        if covariates:
+            raise ConfigError(
+                f"a store takes its covariates from table columns or from rasters, not both; "
+                f"got columns {list(covariates)} and rasters {list(rasters.names)}"
+            )
+        covariates = tuple(rasters.names)
     files = _source_files(sources)
     formats = [_streamed_format(path, encoding) for path in files]
     out = Path(os.fspath(out_dir)).expanduser()
@@ -134,7 +151,8 @@ def convert_to_columns(
         estimate = sum(_estimate_rows(path) for path in files)
         dtype = _record_dtype(len(covariates))
         reader = _Reader(
-            mapping, covariates, on_invalid, lon_360, encoding, categories, chunk_rows, dtype
+            mapping, covariates, on_invalid, lon_360, encoding, categories, chunk_rows, dtype,
+            rasters,
         )
         (tmp / "buckets").mkdir()
         with tqdm(total=estimate, unit="row", desc="reading", disable=not progress) as bar:
@@ -170,6 +188,7 @@ def convert_to_columns(
             "extent": summary.extent(),
             "sources": reader.sources,
             "report": reader.report.as_dict(),
+            **({"covariate_source": reader.raster_record()} if rasters is not None else {}),
             "seed": int(seed),
             "chunk_rows": int(chunk_rows),
         }
@@ -266,9 +285,11 @@ class _Reader:
     Each file is read by its reader's plan (:data:`geoprior.io.PLANS`), chunk by chunk."""
 
     def __init__(
-        self, mapping, covariates, on_invalid, lon_360, encoding, categories, chunk_rows, dtype
+        self, mapping, covariates, on_invalid, lon_360, encoding, categories, chunk_rows, dtype,
+        rasters=None,
     ):
-        self.mapping, self.covariates = mapping, covariates
+        self.mapping, self.covariates, self.rasters = mapping, covariates, rasters
+        self.probes: list[np.ndarray] = []  # kept places, for the rasters' record
         self.on_invalid, self.lon_360, self.encoding = on_invalid, lon_360, encoding
         self.categories = categories
         self.chunk_rows, self.dtype = chunk_rows, dtype
@@ -282,7 +303,7 @@ class _Reader:
                 path,
                 encoding=self.encoding,
                 chunksize=self.chunk_rows,
-                covariates=self.covariates,
+                covariates=() if self.rasters is not None else self.covariates,
                 **({"categories": self.categories} if fmt == "ebird" else {}),
                 **self.mapping,
             )
@@ -291,6 +312,11 @@ class _Reader:
             chunks = ObservationChunks(plan, on_invalid=self.on_invalid, lon_360=self.lon_360)
             for chunk in chunks:
                 obs = chunk.obs
+                if self.rasters is not None:
+                    obs = self._sample(obs, chunks.report, plan.table.where, chunk)
+                    if obs is None:  # no row of the chunk has a value in every raster
+                        tick(chunk.rows)
+                        continue
                 ids = np.array(
                     [self.vocab.setdefault(s, len(self.vocab)) for s in obs.species], np.int32
                 )
@@ -306,6 +332,40 @@ class _Reader:
             self.sources.append(
                 {"path": str(path), "format": fmt, **chunks.report.as_dict()}
             )
+
+    def _sample(self, obs: Observations, report: InvalidRows, where: str, chunk):
+        """A chunk's observations with the rasters' values as covariates (``None`` when no
+        row has a value in every raster); the rows where a raster has none raise, or are
+        dropped and counted in the file's ``report``."""
+        from ..io.rasters import attach_covariates
+
+        try:
+            sampled = attach_covariates(obs, self.rasters, on_invalid=self.on_invalid)
+        except CoverageError as e:
+            rows = f"rows {chunk.offset}..{chunk.offset + chunk.rows - 1}"
+            raise CoverageError(f"{where}, {rows}: {e}") from None
+        except EmptyDataError:  # no row of the chunk has a value in every raster
+            found = self.rasters.lookup(obs.lat, obs.lon)
+            outside = int(found.outside.any(1).sum())
+            counts = {"outside the covariate rasters": outside, "on raster nodata": len(obs) - outside}
+            report.merge(InvalidRows(0, -len(obs), {k: v for k, v in counts.items() if v}))
+            return None
+        dropped = {
+            reason: count - obs.report.dropped.get(reason, 0)
+            for reason, count in sampled.report.dropped.items()
+        }
+        dropped = {k: v for k, v in dropped.items() if v}
+        if dropped:
+            report.merge(InvalidRows(0, -sum(dropped.values()), dropped))
+        if len(sampled) and sum(len(p) for p in self.probes) < _PROBE_ROWS:
+            self.probes.append(np.stack([sampled.lat, sampled.lon], 1)[:_PROBE_ROWS])
+        return sampled
+
+    def raster_record(self) -> dict:
+        """The rasters as a prior records them (:meth:`RasterCovariates.record`), probed at
+        kept places of the first chunks."""
+        places = np.concatenate(self.probes) if self.probes else np.zeros((0, 2))
+        return self.rasters.record(places[:, 0], places[:, 1])
 
 
 def _scatter(

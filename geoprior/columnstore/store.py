@@ -7,7 +7,9 @@ A store is a folder::
       manifest.json       {"format": "geoprior-columns", "format_version": 1, "n_rows": n,
                            "species": [sorted names], "species_counts": [...], "extent": {...},
                            "covariate_names", "covariate_mean", "covariate_std",
-                           "dated_fraction", "sources", "report", "seed", "chunk_rows"}
+                           "dated_fraction", "sources", "report", "seed", "chunk_rows",
+                           and "covariate_source" where the covariates were sampled from
+                           rasters}
       lat.npy             float32 (n,)
       lon.npy             float32 (n,)
       date.npy            datetime64[D] (n,), NaT where undated
@@ -176,6 +178,13 @@ class ColumnStore:
     @property
     def dated_fraction(self) -> float:
         return float(self.manifest["dated_fraction"])
+
+    @property
+    def covariate_source(self) -> dict | None:
+        """The rasters the covariates were sampled from (their record, as a prior keeps it:
+        :meth:`~geoprior.io.rasters.RasterCovariates.record`), or ``None`` (no covariates,
+        or table columns)."""
+        return self.manifest.get("covariate_source")
 
     @property
     def report(self) -> InvalidRows:

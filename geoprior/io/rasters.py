@@ -479,27 +479,30 @@ class RasterCovariates:
         }
 
     @classmethod
-    def from_record(cls, record: dict, *, check: bool = True) -> RasterCovariates:
+    def from_record(
+        cls, record: dict, *, check: bool = True, owner: str = "the prior", made: str = "trained on"
+    ) -> RasterCovariates:
         """Reopen the rasters a prior recorded, at their recorded paths. With ``check``
         (default) a raster that is gone raises :class:`~geoprior.errors.MissingFileError`
         and one whose grid or values at the recorded training places differ raises
         :class:`~geoprior.errors.RasterError`, both saying how to pass the rasters
-        explicitly."""
+        explicitly. ``owner`` and ``made`` name the record's holder in messages (a column
+        store: ``"the store S"``, ``"converted from"``)."""
         if not isinstance(record, dict) or record.get("kind") != _KIND:
-            raise PriorFileError(f"the prior's covariate_source is not a raster record: {str(record)[:80]}")
+            raise PriorFileError(f"{owner}'s covariate_source is not a raster record: {str(record)[:80]}")
         try:
             recorded = [RasterLayer.from_dict(d) for d in record["layers"]]
         except (KeyError, TypeError, ValueError) as e:
             raise PriorFileError(
-                f"the prior's covariate_source is malformed ({type(e).__name__}: {e}); "
+                f"{owner}'s covariate_source is malformed ({type(e).__name__}: {e}); "
                 "pass the rasters explicitly (CLI: --covariates)"
             ) from None
         missing = [la for la in recorded if not Path(la.path).is_file()]
         if missing:
             raise MissingFileError(
-                f"the prior was trained on covariate raster {missing[0].path}, which is no "
+                f"{owner} was {made} covariate raster {missing[0].path}, which is no "
                 f"longer there ({len(missing)} of {len(recorded)} rasters missing); pass the "
-                "rasters in the prior's order: "
+                "rasters in its order: "
                 + " ".join(la.file for la in recorded)
                 + " (CLI: --covariates; Python: covariates=[...])"
             )
@@ -509,7 +512,7 @@ class RasterCovariates:
             try:
                 opened = _open_layers(f"{path}:{','.join(map(str, bands))}")
             except RasterError as e:
-                raise RasterError(f"{e} (recorded by the prior)") from None
+                raise RasterError(f"{e} (recorded by {owner})") from None
             current += opened
         by_key = {(la.path, la.band): la for la in current}
         layers = [
@@ -520,7 +523,7 @@ class RasterCovariates:
             changed = out.changes(record)
             if changed:
                 raise RasterError(
-                    "a covariate raster changed since the prior was trained: "
+                    f"a covariate raster changed since {owner} was {made.split()[0]}: "
                     + "; ".join(changed)
                     + ". Pass the rasters explicitly (CLI: --covariates) to map with them anyway"
                 )

@@ -79,13 +79,34 @@ class MemoryRows:
 
 
 class StoreRows:
-    """Rows ``[start, stop)`` of a memory-mapped column store, read on demand."""
+    """Rows ``[start, stop)`` of a memory-mapped column store, read on demand (+ optional
+    extra background places in memory, which only background draws reach: rows from ``n``
+    on, as :class:`MemoryRows` has them)."""
 
     def __init__(
-        self, store, start: int, stop: int, *, use_date: bool, cov_mean=None, cov_std=None
+        self,
+        store,
+        start: int,
+        stop: int,
+        *,
+        use_date: bool,
+        cov_mean=None,
+        cov_std=None,
+        extra: Observations | None = None,
     ):
         self.store, self.start, self.n = store, start, stop - start
         self.use_date, self.cov_mean, self.cov_std = use_date, cov_mean, cov_std
+        self.extra: dict[str, np.ndarray] = {}
+        if extra is not None and len(extra):
+            self.extra = {
+                "lat": extra.lat.astype(np.float32),
+                "lon": extra.lon.astype(np.float32),
+            }
+            if use_date:  # extra background places are undated
+                self.extra["doy"] = np.full(len(extra), np.nan, np.float32)
+            if cov_mean is not None:
+                self.extra["cov"] = ((extra.covariates - cov_mean) / cov_std).astype(np.float32)
+        self.n_extra = len(extra) if self.extra else 0
 
     def take(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         s, r = self.store, rows + self.start
@@ -103,13 +124,23 @@ class StoreRows:
         return out
 
     def take_background(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        out = self.take(rows)
-        del out["species"]
+        inner = rows < self.n
+        if inner.all():
+            out = self.take(rows)
+            del out["species"]
+            return out
+        read = self.take(rows[inner])
+        del read["species"]
+        out = {}
+        for key, values in read.items():
+            out[key] = np.empty((rows.size, *values.shape[1:]), values.dtype)
+            out[key][inner] = values
+            out[key][~inner] = self.extra[key][rows[~inner] - self.n]
         return out
 
     @property
     def n_pool(self) -> int:
-        return self.n
+        return self.n + self.n_extra
 
 
 def capped_rows(species: np.ndarray, n_species: int, cap: int, seed: int = 0) -> np.ndarray:
@@ -182,10 +213,13 @@ class BlockPlan:
     visited in a random order.
     """
 
-    def __init__(self, n: int, seed: int, batch: int, block: int = 256, process: int = 0):
+    def __init__(
+        self, n: int, seed: int, batch: int, block: int = 256, process: int = 0, n_extra: int = 0
+    ):
         if n == 0:
             raise EmptyDataError("no rows to sample from")
         self.n, self.seed, self.batch, self.process = n, seed, batch, process
+        self.n_extra = int(n_extra)
         self.block = max(1, min(block, n))
         self.n_blocks = -(-n // self.block)
         self.epoch_len = self.n_blocks * self.block
@@ -211,7 +245,17 @@ class BlockPlan:
         return out
 
     def background_rows(self, step: int) -> np.ndarray:
-        k = -(-self.batch // self.block)
+        """Background rows of a step: blocks of the store's rows, and with ``n_extra``
+        extra places (numbered from ``n``) a binomial share ``n_extra / (n + n_extra)`` of
+        the batch drawn uniformly from them, as a uniform draw over the whole pool would."""
+        extra = 0
+        if self.n_extra:
+            rng = _rng(self.seed, step, self.process, 2)
+            extra = int(rng.binomial(self.batch, self.n_extra / (self.n + self.n_extra)))
+        batch = self.batch - extra
+        k = -(-batch // self.block)
         starts = _rng(self.seed, step, self.process, 1).integers(0, self.n, k)
-        rows = (starts[:, None] + np.arange(self.block)[None, :]).ravel()[: self.batch]
-        return rows % self.n
+        rows = (starts[:, None] + np.arange(self.block)[None, :]).ravel()[:batch] % self.n
+        if not extra:
+            return rows
+        return np.concatenate([rows, self.n + rng.integers(0, self.n_extra, extra)])

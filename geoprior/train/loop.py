@@ -18,7 +18,6 @@ import functools
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +25,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ..columnstore import ColumnStore
 from ..core.model import GeoNet
 from ..errors import ConfigError, EmptyDataError, OutputExistsError, TrainingDivergedError
 from ..maps.thresholds import compute_thresholds
@@ -63,9 +63,6 @@ from .validate import (
     validation_network,
 )
 
-if TYPE_CHECKING:
-    from ..columnstore import ColumnStore
-
 __all__ = ["train_prior", "fit_thresholds"]
 
 THRESHOLD_ROWS = 500  # presences per species (a random sample) for the LPT thresholds
@@ -101,13 +98,18 @@ def _rows_for(data, res: Resolved, config: TrainConfig, use_cov, cov_mean, cov_s
             rows.n_pool,
         )
         return rows, plan
-    if background is not None or config.cap_per_species is not None:
+    if config.cap_per_species is not None:
         raise ConfigError(
-            "training from a ColumnStore supports neither extra background places nor "
-            "cap_per_species; convert them into the store or train in memory"
+            "training from a ColumnStore does not support cap_per_species; train in memory "
+            "(or convert a capped sample)"
         )
-    rows = StoreRows(data, lo, hi, use_date=res.use_date, cov_mean=mean, cov_std=std)
-    return rows, BlockPlan(rows.n, config.seed, local_batch, process=jax.process_index())
+    rows = StoreRows(
+        data, lo, hi, use_date=res.use_date, cov_mean=mean, cov_std=std, extra=background
+    )
+    plan = BlockPlan(
+        rows.n, config.seed, local_batch, process=jax.process_index(), n_extra=rows.n_extra
+    )
+    return rows, plan
 
 
 def train_prior(
@@ -158,6 +160,8 @@ def train_prior(
     data = observations
     if len(data) == 0:
         raise EmptyDataError("no observations to train on")
+    if rasters is None and isinstance(data, ColumnStore) and data.covariate_source is not None:
+        rasters = _store_rasters(data)  # a store converted from rasters trains with them
     if rasters is not None:
         data, background = _with_rasters(data, rasters, background, config)
     mesh = make_mesh(config.model_parallel)
@@ -208,18 +212,42 @@ def train_prior(
     return prior
 
 
+def _store_rasters(store: ColumnStore):
+    """The rasters a column store's covariates were sampled from, reopened and checked
+    (moved or changed rasters raise, naming the store)."""
+    from ..io.rasters import RasterCovariates
+
+    return RasterCovariates.from_record(
+        store.covariate_source, owner=f"the store {store.path}", made="converted from"
+    )
+
+
 def _with_rasters(data, rasters, background, config: TrainConfig):
-    """The observations (and extra background places) with the rasters' covariates."""
+    """The observations (and extra background places) with the rasters' covariates: sampled
+    here for observations in memory; a column store must have been converted from the same
+    rasters (``convert_to_columns(..., rasters=)``), which cannot be sampled again there."""
     from ..io.rasters import attach_covariates
 
-    if not isinstance(data, Observations):
-        raise ConfigError(
-            "covariate rasters are sampled at observations in memory; a ColumnStore cannot "
-            "take them: read the observations (geoprior.read_observations) to train with rasters"
-        )
     if not config.use_covariates:
         raise ConfigError("covariate rasters were given, but the config has use_covariates=False")
-    if data.covariate_names != rasters.names:
+    if isinstance(data, ColumnStore):
+        source = data.covariate_source
+        if source is None:
+            raise ConfigError(
+                f"the store {data.path} was not converted from covariate rasters; convert "
+                "with them (CLI: geoprior convert SOURCES -o STORE --covariates A.tif ...; "
+                "Python: convert_to_columns(..., rasters=open_rasters([...])))"
+            )
+        changed = rasters.changes(source) if len(rasters) == len(source["layers"]) else []
+        if data.covariate_names != rasters.names or changed:
+            raise ConfigError(
+                f"the store {data.path} was converted from rasters {list(data.covariate_names)}"
+                f" and these are {list(rasters.names)}"
+                + (f" ({'; '.join(changed)})" if changed else "")
+                + "; a store's covariates are sampled once, at conversion: convert again "
+                "with these rasters, or train without passing rasters (the store's own)"
+            )
+    elif data.covariate_names != rasters.names:
         data = attach_covariates(data, rasters)
     if background is not None and background.covariate_names != rasters.names:
         background = attach_covariates(background, rasters, what="background places")
