@@ -379,8 +379,11 @@ def test_a_store_converted_from_rasters_trains_a_raster_prior(rasters, obs_env, 
     np.testing.assert_allclose(prior.cov_mean, mem.covariates.mean(0), rtol=1e-4)
     frame = range_map(prior, "warm", res=3, threshold=0.5, bbox=(10, 32, 28, 48))
     assert frame.attrs["covariates"]["outside"] == 0 and len(frame) > 0
-    # the same rasters given again are taken; others are refused, naming both
+    # the same rasters given again are taken; others, or sampled otherwise, are refused
     train_prior(again, small_config(steps=2, members=1), rasters=r, progress=False)
+    nearest = open_rasters([rasters["temp"], rasters["merc"]])
+    with pytest.raises(ConfigError, match="sampled bilinear, these nearest"):
+        train_prior(again, small_config(steps=2, members=1), rasters=nearest, progress=False)
     other = open_rasters([rasters["temp"]])
     with pytest.raises(ConfigError, match=r"converted from rasters \['temp', 'merc'\] and these are \['temp'\]"):
         train_prior(again, small_config(steps=2, members=1), rasters=other, progress=False)

@@ -239,6 +239,8 @@ def _with_rasters(data, rasters, background, config: TrainConfig):
                 "Python: convert_to_columns(..., rasters=open_rasters([...])))"
             )
         changed = rasters.changes(source) if len(rasters) == len(source["layers"]) else []
+        if rasters.method != source.get("method", rasters.method):
+            changed.append(f"sampled {source['method']}, these {rasters.method}")
         if data.covariate_names != rasters.names or changed:
             raise ConfigError(
                 f"the store {data.path} was converted from rasters {list(data.covariate_names)}"
