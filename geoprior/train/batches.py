@@ -31,6 +31,33 @@ def _rng(*key: int) -> np.random.Generator:
     return np.random.default_rng([int(k) for k in key])
 
 
+def _columns(o: Observations, sl, use_date: bool, cov_mean, cov_std) -> dict[str, np.ndarray]:
+    """Rows ``sl`` of ``o`` as a batch's columns: float32 places, int32 species, day of the
+    year (``use_date``), covariates standardised (``cov_mean`` given)."""
+    cols = {
+        "lat": o.lat[sl].astype(np.float32),
+        "lon": o.lon[sl].astype(np.float32),
+        "species": o.species_index[sl].astype(np.int32),
+    }
+    if use_date:
+        cols["doy"] = day_of_year(o.date[sl]).astype(np.float32)
+    if cov_mean is not None:
+        cols["cov"] = ((o.covariates[sl] - cov_mean) / cov_std).astype(np.float32)
+    return cols
+
+
+def _extra_columns(extra: Observations | None, use_date: bool, cov_mean, cov_std) -> dict:
+    """Extra background places as batch columns (no species; undated, as they are
+    year-round); ``{}`` for none."""
+    if extra is None or not len(extra):
+        return {}
+    cols = _columns(extra, slice(None), use_date, cov_mean, cov_std)
+    del cols["species"]
+    if use_date:
+        cols["doy"][:] = np.nan
+    return cols
+
+
 class MemoryRows:
     """Rows ``[start, stop)`` of in-memory observations (+ optional extra background
     places, which only background draws reach), with dates as day of year and covariates
@@ -47,26 +74,12 @@ class MemoryRows:
         cov_std=None,
         extra: Observations | None = None,
     ):
-        def columns(o: Observations, sl=slice(None)):
-            cols = {
-                "lat": o.lat[sl].astype(np.float32),
-                "lon": o.lon[sl].astype(np.float32),
-                "species": o.species_index[sl].astype(np.int32),
-            }
-            if use_date:
-                cols["doy"] = day_of_year(o.date[sl]).astype(np.float32)
-            if cov_mean is not None:
-                cols["cov"] = ((o.covariates[sl] - cov_mean) / cov_std).astype(np.float32)
-            return cols
-
-        self.cols = columns(obs, slice(start, stop))
+        self.cols = _columns(obs, slice(start, stop), use_date, cov_mean, cov_std)
         self.n = stop - start
         self.species = self.cols["species"]
-        if extra is not None and len(extra):
-            more = columns(extra)
-            if use_date:
-                more["doy"][:] = np.nan  # extra background places are undated
-            self.pool = {k: np.concatenate([v, more[k]]) for k, v in self.cols.items()}
+        more = _extra_columns(extra, use_date, cov_mean, cov_std)
+        if more:
+            self.pool = {k: np.concatenate([v, more[k]]) for k, v in self.cols.items() if k in more}
         else:
             self.pool = self.cols
         self.n_pool = len(self.pool["lat"])
@@ -96,16 +109,7 @@ class StoreRows:
     ):
         self.store, self.start, self.n = store, start, stop - start
         self.use_date, self.cov_mean, self.cov_std = use_date, cov_mean, cov_std
-        self.extra: dict[str, np.ndarray] = {}
-        if extra is not None and len(extra):
-            self.extra = {
-                "lat": extra.lat.astype(np.float32),
-                "lon": extra.lon.astype(np.float32),
-            }
-            if use_date:  # extra background places are undated
-                self.extra["doy"] = np.full(len(extra), np.nan, np.float32)
-            if cov_mean is not None:
-                self.extra["cov"] = ((extra.covariates - cov_mean) / cov_std).astype(np.float32)
+        self.extra = _extra_columns(extra, use_date, cov_mean, cov_std)
         self.n_extra = len(extra) if self.extra else 0
 
     def take(self, rows: np.ndarray) -> dict[str, np.ndarray]:
